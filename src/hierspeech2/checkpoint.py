@@ -1,0 +1,169 @@
+"""Official HierSpeech++ checkpoints ⇄ hierspeech2 modules.
+
+The released ``.pth`` files use the legacy weight-norm names (``conv.weight_g`` /
+``conv.weight_v``) and the authors' submodule names (``enc_p_l``, ``emb_g`` …).
+Our modules use ``torch.nn.utils.parametrizations.weight_norm`` (keys
+``conv.parametrizations.weight.original0`` / ``original1``) and descriptive
+top-level names. This module owns both mappings, explicitly and in both
+directions, and loads strictly: a missing, unexpected or mis-shaped key is an
+error that lists every offender.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from .errors import CheckpointError
+
+PrefixTable = Sequence[tuple[str, str]]
+"""Pairs ``(official_prefix, native_prefix)``, e.g. ``("enc_p_l.", "perturbed_prior_encoder.")``."""
+
+_LEGACY_TO_PARAMETRIZED = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+_PARAMETRIZED_TO_LEGACY = {v: k for k, v in _LEGACY_TO_PARAMETRIZED.items()}
+_MAX_LISTED_KEYS = 20
+
+
+def load_official_file(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read an official ``.pth`` safely (``weights_only=True``) and return its generator state dict.
+
+    Accepts both layouts the authors released: a plain state dict, or a training
+    checkpoint ``{"model": state_dict, "iteration": ..., "optimizer": ...}``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refusing to load {path}: it is not a plain tensor checkpoint and loading it would run "
+            f"arbitrary code ({error}). Only load checkpoints from sources you trust, converted to "
+            "safetensors with `hierspeech2 convert`."
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    return unwrap_state_dict(obj, source=str(path))
+
+
+def unwrap_state_dict(obj: Any, source: str = "state dict") -> dict[str, Tensor]:
+    """Return the tensor mapping inside ``obj`` (a state dict or ``{"model": state_dict, ...}``)."""
+    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{source} holds no state dict (got {type(obj).__name__})")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{source} has non-tensor entries: {_listing(map(str, bad))}")
+    return dict(obj)
+
+
+def _swap_prefix(key: str, table: PrefixTable, reverse: bool) -> str:
+    for official, native in table:
+        source, target = (native, official) if reverse else (official, native)
+        if key.startswith(source):
+            return target + key[len(source) :]
+    return key
+
+
+def official_to_native(state: Mapping[str, Tensor], prefixes: PrefixTable = ()) -> dict[str, Tensor]:
+    """Rename official keys to native ones: submodule prefixes, then legacy weight-norm leaves."""
+    renamed = {}
+    for key, value in state.items():
+        stem, _, leaf = _swap_prefix(key, prefixes, reverse=False).rpartition(".")
+        new_leaf = _LEGACY_TO_PARAMETRIZED.get(leaf, leaf)
+        renamed[f"{stem}.{new_leaf}" if stem else new_leaf] = value
+    return renamed
+
+
+def native_to_official(state: Mapping[str, Tensor], prefixes: PrefixTable = ()) -> dict[str, Tensor]:
+    """Inverse of :func:`official_to_native`."""
+    renamed = {}
+    for key, value in state.items():
+        for native_leaf, legacy_leaf in _PARAMETRIZED_TO_LEGACY.items():
+            if key.endswith("." + native_leaf):
+                key = key[: -len(native_leaf)] + legacy_leaf
+                break
+        renamed[_swap_prefix(key, prefixes, reverse=True)] = value
+    return renamed
+
+
+def _listing(keys: Any) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:_MAX_LISTED_KEYS])
+    more = len(keys) - _MAX_LISTED_KEYS
+    return shown + (f" … and {more} more" if more > 0 else "")
+
+
+def check_state_dict(module: nn.Module, state: Mapping[str, Tensor], what: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` unless ``state`` has exactly ``module``'s keys and shapes."""
+    expected = module.state_dict()
+    missing = expected.keys() - state.keys()
+    unexpected = state.keys() - expected.keys()
+    mis_shaped = [
+        f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+        for k in expected.keys() & state.keys()
+        if state[k].shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_listing(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
+    if mis_shaped:
+        problems.append(f"{len(mis_shaped)} shape mismatch(es): {_listing(mis_shaped)}")
+    if problems:
+        raise CheckpointError(
+            f"{what} does not fit {type(module).__name__}: " + "; ".join(problems)
+            + ". Is this the right model family and configuration?"
+        )
+
+
+M = TypeVar("M", bound="OfficialCheckpointMixin")
+
+
+class OfficialCheckpointMixin:
+    """``from_official`` / ``official_state_dict`` for an ``nn.Module`` with a prefix table.
+
+    Subclasses set ``OFFICIAL_PREFIXES`` and implement ``config_from_official`` when
+    the configuration can be read off the weights (e.g. SpeechSR's upsampling ratio).
+    """
+
+    OFFICIAL_PREFIXES: PrefixTable = ()
+
+    @classmethod
+    def config_from_official(cls, state: Mapping[str, Tensor]) -> dict[str, Any]:
+        """Constructor arguments implied by an official state dict (default: the released config)."""
+        return {}
+
+    @classmethod
+    def from_official(
+        cls: type[M], path_or_state_dict: str | os.PathLike | Mapping[str, Tensor], config: Mapping[str, Any] | None = None
+    ) -> M:
+        """Build the model and load an official checkpoint (path or state dict) strictly; eval mode."""
+        if isinstance(path_or_state_dict, Mapping):
+            state, source = unwrap_state_dict(path_or_state_dict), "state dict"
+        else:
+            state, source = load_official_file(path_or_state_dict), str(path_or_state_dict)
+        kwargs = dict(cls.config_from_official(state)) if config is None else dict(config)
+        model = cls(**kwargs)
+        model.load_official_state_dict(state, source=source)
+        return model.eval()
+
+    def load_official_state_dict(self, state: Mapping[str, Tensor], source: str = "state dict") -> None:
+        """Load an official-format state dict into this model, strictly."""
+        assert isinstance(self, nn.Module)
+        native = official_to_native(state, self.OFFICIAL_PREFIXES)
+        check_state_dict(self, native, what=source)
+        self.load_state_dict(native, strict=True)
+
+    def official_state_dict(self) -> dict[str, Tensor]:
+        """This model's weights in the released checkpoint format (legacy names and keys)."""
+        assert isinstance(self, nn.Module)
+        return native_to_official(self.state_dict(), self.OFFICIAL_PREFIXES)
