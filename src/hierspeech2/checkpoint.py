@@ -7,18 +7,24 @@ Our modules use ``torch.nn.utils.parametrizations.weight_norm`` (keys
 top-level names. This module owns both mappings, explicitly and in both
 directions, and loads strictly: a missing, unexpected or mis-shaped key is an
 error that lists every offender.
+
+The native format (:class:`NativeCheckpointMixin`) is a folder with ``config.json``
+(constructor arguments) and ``model.safetensors`` (native keys), read and written with
+``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``; it never unpickles anything.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
+from typing_extensions import Self
 
 from .errors import CheckpointError
 
@@ -101,13 +107,21 @@ def _listing(keys: Any) -> str:
     return shown + (f" … and {more} more" if more > 0 else "")
 
 
-def check_state_dict(module: nn.Module, state: Mapping[str, Tensor], what: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` unless ``state`` has exactly ``module``'s keys and shapes."""
+def check_state_dict(
+    module: nn.Module,
+    state: Mapping[str, Tensor],
+    what: str = "checkpoint",
+    display: Callable[[str], str] = str,
+) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` has exactly ``module``'s keys and shapes.
+
+    ``display`` renders a key for the message (e.g. back to its name in an official checkpoint).
+    """
     expected = module.state_dict()
-    missing = expected.keys() - state.keys()
-    unexpected = state.keys() - expected.keys()
+    missing = [display(k) for k in expected.keys() - state.keys()]
+    unexpected = [display(k) for k in state.keys() - expected.keys()]
     mis_shaped = [
-        f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+        f"{display(k)} (checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
         for k in expected.keys() & state.keys()
         if state[k].shape != expected[k].shape
     ]
@@ -160,10 +174,133 @@ class OfficialCheckpointMixin:
         """Load an official-format state dict into this model, strictly."""
         assert isinstance(self, nn.Module)
         native = official_to_native(state, self.OFFICIAL_PREFIXES)
-        check_state_dict(self, native, what=source)
+        check_state_dict(self, native, what=source, display=self._official_key)
         self.load_state_dict(native, strict=True)
+
+    @classmethod
+    def _official_key(cls, native_key: str) -> str:
+        return next(iter(native_to_official({native_key: None}, cls.OFFICIAL_PREFIXES)))
 
     def official_state_dict(self) -> dict[str, Tensor]:
         """This model's weights in the released checkpoint format (legacy names and keys)."""
         assert isinstance(self, nn.Module)
         return native_to_official(self.state_dict(), self.OFFICIAL_PREFIXES)
+
+
+NATIVE_CONFIG_FILE = "config.json"
+NATIVE_WEIGHTS_FILE = "model.safetensors"
+NATIVE_CLASS_KEY = "hierspeech2_class"
+"""``config.json`` key naming the model class, so ``load_model`` can rebuild any native checkpoint."""
+
+def _json_to_constructor(value: Any) -> Any:
+    """JSON lists back to the tuples our constructors take (they never take lists)."""
+    if isinstance(value, list):
+        return tuple(_json_to_constructor(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _json_to_constructor(v) for k, v in value.items()}
+    return value
+
+
+def load_native_weights(path: str | os.PathLike, module: nn.Module, map_location: str | torch.device = "cpu") -> None:
+    """Load ``model.safetensors`` into ``module`` strictly (every bad key listed), without unpickling anything."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"native checkpoint weights not found: {path}. A native checkpoint is a folder with "
+            f"{NATIVE_CONFIG_FILE} and {NATIVE_WEIGHTS_FILE} (written by save_pretrained or `hierspeech2 convert`)"
+        )
+    try:
+        state = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"cannot read {path} as safetensors: {error}") from error
+    check_state_dict(module, state, what=str(path))
+    module.load_state_dict(state, strict=True)
+
+
+class NativeCheckpointMixin(
+    PyTorchModelHubMixin,
+    library_name="hierspeech2",
+    license="mit",
+    repo_url="https://github.com/sh-lee-prml/HierSpeechpp",
+    paper_url="https://arxiv.org/abs/2311.12454",
+    tags=["speech", "text-to-speech", "voice-conversion", "hierspeech2"],
+):
+    """The native format: ``config.json`` (constructor arguments) + ``model.safetensors`` (native keys).
+
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from
+    :class:`huggingface_hub.PyTorchModelHubMixin`, which records the constructor arguments
+    (defaults and passed values) when the model is built. On top of it this mixin
+    - loads strictly and lists every missing, unexpected or mis-shaped key (the base class
+      loads with ``strict=False`` by default, which leaves random weights behind silently);
+    - turns JSON lists back into the tuples our constructors take;
+    - reads only safetensors (no ``pytorch_model.bin`` pickle fallback) and prints nothing;
+    - records the class in ``config.json`` (``hierspeech2_class``) and refuses a checkpoint of another class.
+    """
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *, config: dict | None = None, **kwargs: Any):
+        """Write ``config.json`` + ``model.safetensors`` (+ a model card) to ``save_directory``; see the base class."""
+        config = dict(self._hub_mixin_config or {}) if config is None else dict(config)
+        config[NATIVE_CLASS_KEY] = type(self).__name__
+        return super().save_pretrained(save_directory, config=config, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        assert isinstance(self, nn.Module)
+        # clone: safetensors refuses tensors that share storage (views, tied weights)
+        state = {key: value.detach().to("cpu").clone().contiguous() for key, value in self.state_dict().items()}
+        metadata = {"format": "pt", NATIVE_CLASS_KEY: type(self).__name__}
+        save_file(state, str(Path(save_directory) / NATIVE_WEIGHTS_FILE), metadata=metadata)
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        config: dict | None = None,
+        map_location: str | torch.device = "cpu",
+        **model_kwargs: Any,
+    ) -> Self:
+        if config is None:
+            raise CheckpointError(
+                f"{model_id} has no {NATIVE_CONFIG_FILE}, so it is not a hierspeech2 native checkpoint; "
+                f"for an official .pth use {cls.__name__}.from_official(path)"
+            )
+        saved_class = config.get(NATIVE_CLASS_KEY)
+        if saved_class is not None and saved_class != cls.__name__:
+            raise CheckpointError(
+                f"{model_id} holds a {saved_class}, not a {cls.__name__}; "
+                f"load it with {saved_class}.from_pretrained or hierspeech2.load_model"
+            )
+        if os.path.isdir(model_id):
+            weights = os.path.join(model_id, NATIVE_WEIGHTS_FILE)
+        else:
+            from huggingface_hub import hf_hub_download
+            from huggingface_hub.errors import EntryNotFoundError
+
+            try:
+                weights = hf_hub_download(
+                    repo_id=model_id,
+                    filename=NATIVE_WEIGHTS_FILE,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    token=token,
+                    local_files_only=local_files_only,
+                )
+            except EntryNotFoundError as error:
+                raise CheckpointError(
+                    f"{model_id} has no {NATIVE_WEIGHTS_FILE}; hierspeech2 reads native weights only as safetensors"
+                ) from error
+        model = cls(**{key: _json_to_constructor(value) for key, value in model_kwargs.items()})
+        assert isinstance(model, nn.Module)
+        load_native_weights(weights, model)
+        return model.to(map_location).eval()

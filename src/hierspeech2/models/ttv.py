@@ -1,0 +1,404 @@
+"""TextToVec (TTV): phoneme ids + a prosody prompt → MMS-like semantic features and log F0.
+
+HierSpeech++'s text-to-vec model ("ttv_libritts_v1", 107M parameters). At inference:
+
+1. the style encoder turns the prompt mel into one style vector per prompt (two rows per
+   prompt, original and denoised, mixed by ``denoise_ratio``);
+2. the text encoder gives per-token hidden states and a Gaussian prior;
+3. the stochastic duration predictor samples log durations, which are ceiled into a hard
+   alignment that expands the prior to frames;
+4. a prior sample goes back through the normalising flow, the semantic decoder turns it
+   into 1024-channel semantic features, and the pitch predictor into log F0 at 4 frames per
+   semantic frame.
+
+Training-side parts (posterior encoder, phoneme classifier) are built, so official
+checkpoints load strictly, and are callable on their own; the training objective lives in
+``hierspeech2.tasks``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from ..checkpoint import OfficialCheckpointMixin
+from ..nn.alignment import generate_path
+from ..nn.attention import Encoder
+from ..nn.duration import StochasticDurationPredictor
+from ..nn.flows import TransformerCouplingBlock
+from ..nn.functional import length_mask, sample_gaussian
+from ..nn.style import StyleEncoder
+from ..nn.upsampler import Upsampler
+from ..nn.wavenet import WN
+
+
+class TextEncoder(nn.Module):
+    """Phoneme ids → hidden states and prior (mean, log std), with the style added between two transformers."""
+
+    def __init__(
+        self,
+        n_vocab: int,
+        out_channels: int,
+        hidden_channels: int,
+        filter_channels: int,
+        n_heads: int,
+        n_layers: int,
+        kernel_size: int,
+        p_dropout: float,
+        style_channels: int,
+    ) -> None:
+        super().__init__()
+        self.out_channels = out_channels
+        self.hidden_channels = hidden_channels
+        self.emb = nn.Embedding(n_vocab, hidden_channels)
+        nn.init.normal_(self.emb.weight, 0.0, hidden_channels**-0.5)
+        self.cond = nn.Conv1d(style_channels, hidden_channels, 1)
+        self.encoder = Encoder(hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout)
+        self.encoder2 = Encoder(hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout)
+        self.proj = nn.Conv1d(hidden_channels, 2 * out_channels, 1)
+
+    def forward(
+        self, tokens: Tensor, token_lengths: Tensor, style: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``tokens`` [B, L], ``token_lengths`` [B], ``style`` [B, S, 1] → hidden [B, H, L], prior_mean,
+        prior_log_std [B, C, L], text_mask [B, 1, L]."""
+        x = self.emb(tokens) * math.sqrt(self.hidden_channels)
+        x = x.transpose(1, 2)  # [B, L, H] -> [B, H, L]
+        text_mask = length_mask(token_lengths, tokens.shape[1], dtype=x.dtype)
+        x = self.encoder(x * text_mask, text_mask)
+        x = x + self.cond(style)
+        x = self.encoder2(x * text_mask, text_mask)
+        prior_mean, prior_log_std = (self.proj(x) * text_mask).split(self.out_channels, dim=1)
+        return x, prior_mean, prior_log_std, text_mask
+
+
+class PosteriorEncoder(nn.Module):
+    """Semantic features → latent posterior (sample, mean, log std) through a style-conditioned WaveNet."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        kernel_size: int,
+        dilation_rate: int,
+        n_layers: int,
+        style_channels: int,
+    ) -> None:
+        super().__init__()
+        self.out_channels = out_channels
+        self.pre = nn.Conv1d(in_channels, hidden_channels, 1)
+        self.enc = WN(hidden_channels, kernel_size, dilation_rate, n_layers, gin_channels=style_channels)
+        self.proj = nn.Conv1d(hidden_channels, 2 * out_channels, 1)
+
+    def forward(
+        self, semantic: Tensor, mask: Tensor, style: Tensor, noise_scale: float = 1.0
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``semantic`` [B, 1024, T], ``mask`` [B, 1, T], ``style`` [B, S, 1] → z, mean, log_std [B, C, T]."""
+        x = self.enc(self.pre(semantic) * mask, mask, g=style)
+        mean, log_std = (self.proj(x) * mask).split(self.out_channels, dim=1)
+        return sample_gaussian(mean, log_std, mask, noise_scale), mean, log_std
+
+
+class SemanticDecoder(nn.Module):
+    """Latent [B, C, T] → semantic features [B, 1024, T] through a style-conditioned WaveNet (``w2v_decoder``)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        dilation_rate: int,
+        n_layers: int,
+        style_channels: int,
+        p_dropout: float,
+    ) -> None:
+        super().__init__()
+        self.pre = nn.Conv1d(in_channels, hidden_channels, 1)
+        self.enc = WN(hidden_channels, kernel_size, dilation_rate, n_layers, style_channels, p_dropout)
+        self.proj = nn.Conv1d(hidden_channels, out_channels, 1)
+
+    def forward(self, z: Tensor, mask: Tensor, style: Tensor) -> Tensor:
+        """``z`` [B, C, T], ``mask`` [B, 1, T], ``style`` [B, S, 1] → [B, out, T]."""
+        x = self.pre(z * mask) * mask
+        return self.proj(self.enc(x, mask, g=style)) * mask
+
+
+def _equal_length_groups(lengths: Tensor) -> list[tuple[Tensor, int]]:
+    """Row indices sharing each distinct length, with that length."""
+    return [(torch.nonzero(lengths == length).squeeze(1), int(length)) for length in torch.unique(lengths)]
+
+
+class TextToVec(nn.Module, OfficialCheckpointMixin):
+    """Text-to-vec: phoneme ids [B, L] + prompt mel → semantic features [B, 1024, T] and log F0 [B, 1, 4T].
+
+    Defaults are the released "ttv_libritts_v1" configuration. Note that the official model
+    hard-codes its text encoder (3 layers, kernel 9, dropout 0.2) and duration predictor
+    (width = ``inter_channels``) instead of following the config file's ``n_layers``,
+    ``kernel_size`` and ``filter_channels``; the defaults below are what the weights need.
+
+    Constructor arguments are grouped by prefix: ``text_*`` (text encoder, ``enc_p``),
+    ``posterior_*`` (``enc_q``), ``flow_*`` (``flow``), ``decoder_*`` (``w2v_decoder``),
+    ``duration_*`` (``dp``), ``pitch_*`` (``pp``) and ``style_*`` (``emb_g``);
+    ``inter_channels`` is the latent width, ``hidden_channels`` that of the posterior
+    encoder and the flow.
+    """
+
+    OFFICIAL_PREFIXES = (
+        ("enc_p.", "text_encoder."),
+        ("enc_q.", "posterior_encoder."),
+        ("w2v_decoder.", "semantic_decoder."),
+        ("emb_g.", "style_encoder."),
+        ("dp.", "duration_predictor."),
+        ("pp.", "pitch_predictor."),
+    )
+
+    def __init__(
+        self,
+        n_vocab: int = 178,
+        mel_channels: int = 80,
+        semantic_channels: int = 1024,
+        inter_channels: int = 256,
+        hidden_channels: int = 256,
+        style_channels: int = 256,
+        style_hidden_channels: int = 256,
+        text_filter_channels: int = 1024,
+        text_heads: int = 4,
+        text_layers: int = 3,
+        text_kernel_size: int = 9,
+        text_dropout: float = 0.2,
+        posterior_kernel_size: int = 5,
+        posterior_layers: int = 16,
+        flow_layers: int = 3,
+        flow_count: int = 4,
+        flow_heads: int = 4,
+        flow_kernel_size: int = 5,
+        flow_dropout: float = 0.1,
+        decoder_hidden_channels: int = 512,
+        decoder_kernel_size: int = 5,
+        decoder_layers: int = 8,
+        decoder_dropout: float = 0.1,
+        duration_filter_channels: int = 256,
+        duration_kernel_size: int = 3,
+        duration_dropout: float = 0.5,
+        duration_flows: int = 4,
+        pitch_channels: int = 256,
+        pitch_upsample_rates: tuple[int, ...] = (2, 2),
+        pitch_upsample_kernel_sizes: tuple[int, ...] = (4, 4),
+        pitch_resblock_kernel_sizes: tuple[int, ...] = (3, 5, 7),
+        pitch_resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
+    ) -> None:
+        super().__init__()
+        self.config = {key: value for key, value in locals().items() if key not in ("self", "__class__")}
+        self.style_channels = style_channels
+        self.pitch_frames_per_frame = math.prod(pitch_upsample_rates)
+
+        self.style_encoder = StyleEncoder(mel_channels, style_hidden_channels, style_channels)
+        self.text_encoder = TextEncoder(
+            n_vocab,
+            inter_channels,
+            inter_channels,
+            text_filter_channels,
+            text_heads,
+            text_layers,
+            text_kernel_size,
+            text_dropout,
+            style_channels,
+        )
+        self.posterior_encoder = PosteriorEncoder(
+            semantic_channels,
+            inter_channels,
+            hidden_channels,
+            posterior_kernel_size,
+            1,
+            posterior_layers,
+            style_channels,
+        )
+        self.flow = TransformerCouplingBlock(
+            inter_channels,
+            hidden_channels,
+            n_layers=flow_layers,
+            n_flows=flow_count,
+            gin_channels=style_channels,
+            n_heads=flow_heads,
+            kernel_size=flow_kernel_size,
+            p_dropout=flow_dropout,
+        )
+        self.semantic_decoder = SemanticDecoder(
+            inter_channels,
+            decoder_hidden_channels,
+            semantic_channels,
+            decoder_kernel_size,
+            1,
+            decoder_layers,
+            style_channels,
+            decoder_dropout,
+        )
+        self.duration_predictor = StochasticDurationPredictor(
+            inter_channels,
+            duration_filter_channels,
+            duration_kernel_size,
+            duration_dropout,
+            duration_flows,
+            gin_channels=style_channels,
+        )
+        self.pitch_predictor = Upsampler(
+            semantic_channels,
+            pitch_channels,
+            pitch_upsample_rates,
+            pitch_upsample_kernel_sizes,
+            pitch_resblock_kernel_sizes,
+            pitch_resblock_dilations,
+            activation="leaky_relu",
+            cond_channels=style_channels,
+            weight_norm_pre=False,
+        )
+        # training-only auxiliary head: phoneme logits from the posterior latent
+        self.phoneme_classifier = nn.Conv1d(inter_channels, n_vocab, 1, bias=False)
+
+    def encode_style(
+        self, prompt_mel: Tensor, prompt_mel_lengths: Tensor, batch_size: int, denoise_ratio: float = 0.0
+    ) -> Tensor:
+        """Style [B, S, 1] from ``prompt_mel`` [2B, 80, T] (rows original, denoised) or [B, 80, T].
+
+        With two rows per prompt, ``style = (1 - denoise_ratio) · original + denoise_ratio · denoised``.
+        Each prompt is encoded on its own valid frames, so padding never changes a style.
+        """
+        rows = prompt_mel.shape[0]
+        if rows not in (batch_size, 2 * batch_size):
+            raise ValueError(
+                f"prompt_mel has {rows} rows for {batch_size} token sequences; pass 2 rows per prompt "
+                f"(original, denoised: [{2 * batch_size}, 80, T]) or one ([{batch_size}, 80, T])"
+            )
+        if prompt_mel_lengths.shape != (rows,):
+            raise ValueError(
+                f"prompt_mel_lengths must have one length per prompt_mel row, shape ({rows},), "
+                f"got {tuple(prompt_mel_lengths.shape)}"
+            )
+        lengths = prompt_mel_lengths.clamp(1, prompt_mel.shape[-1])
+        style = prompt_mel.new_empty(rows, self.style_channels)
+        # The style encoder's gated convolutions see padded frames; encoding each length
+        # group trimmed keeps a padded prompt's style equal to the prompt's alone.
+        for index, length in _equal_length_groups(lengths):
+            mel = prompt_mel[index, :, :length]
+            style[index] = self.style_encoder(mel, mel.new_ones(mel.shape[0], 1, length))
+        if rows == 2 * batch_size:
+            original, denoised = rearrange(style, "(b two) s -> two b s", two=2)
+            style = (1 - denoise_ratio) * original + denoise_ratio * denoised
+        return style.unsqueeze(-1)
+
+    def predict_durations(
+        self,
+        hidden: Tensor,
+        text_mask: Tensor,
+        style: Tensor,
+        noise_scale_w: float = 1.0,
+        length_scale: float = 1.0,
+    ) -> Tensor:
+        """Whole frame counts per token [B, 1, L] (``ceil(exp(log d) · length_scale)``, 0 on padding)."""
+        log_durations = self.duration_predictor.infer(hidden, text_mask, style, noise_scale=noise_scale_w)
+        return torch.ceil(torch.exp(log_durations) * text_mask * length_scale)
+
+    def decode(self, prior_sample: Tensor, frame_mask: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
+        """Prior sample [B, C, T] → (semantic [B, 1024, T], log_f0 [B, 1, 4T]) through the reversed flow.
+
+        The flow attends over padded frames and the pitch predictor is unmasked (as in the
+        official model, whose weights depend on it), so rows are only independent of each
+        other's padding when they have equal lengths; :meth:`infer` groups rows by length.
+        """
+        z = self.flow(prior_sample, frame_mask, style, reverse=True)
+        semantic = self.semantic_decoder(z, frame_mask, style)
+        return semantic, self.pitch_predictor(semantic, style)
+
+    @torch.inference_mode()
+    def infer_with_lengths(
+        self,
+        tokens: Tensor,
+        token_lengths: Tensor,
+        prompt_mel: Tensor,
+        prompt_mel_lengths: Tensor,
+        noise_scale: float = 0.333,
+        noise_scale_w: float = 1.0,
+        length_scale: float = 1.0,
+        denoise_ratio: float = 0.0,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`infer` plus the number of valid semantic frames per row, ``semantic_lengths`` [B].
+
+        ``log_f0`` is valid on the first ``4 · semantic_lengths`` frames; both outputs are zero-padded.
+        """
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be [B, L] phoneme ids, got shape {tuple(tokens.shape)}")
+        batch_size = tokens.shape[0]
+        if token_lengths.shape != (batch_size,):
+            raise ValueError(
+                f"token_lengths must have shape ({batch_size},), got {tuple(token_lengths.shape)}"
+            )
+        if prompt_mel.dim() != 3:
+            raise ValueError(f"prompt_mel must be [2B or B, 80, T], got shape {tuple(prompt_mel.shape)}")
+
+        token_lengths = token_lengths.to(tokens.device)
+        prompt_mel_lengths = prompt_mel_lengths.to(prompt_mel.device)
+
+        style = self.encode_style(prompt_mel, prompt_mel_lengths, batch_size, denoise_ratio)
+        hidden, prior_mean, prior_log_std, text_mask = self.text_encoder(tokens, token_lengths, style)
+        durations = self.predict_durations(hidden, text_mask, style, noise_scale_w, length_scale)
+
+        semantic_lengths = torch.clamp_min(durations.sum(dim=(1, 2)), 1).long()
+        frame_mask = length_mask(semantic_lengths, dtype=hidden.dtype)
+        path = generate_path(durations, text_mask.unsqueeze(2) * frame_mask.unsqueeze(-1)).squeeze(1)
+        # [B, T, L] @ [B, L, C] -> [B, T, C]: each frame takes its token's prior
+        prior_mean = (path @ prior_mean.transpose(1, 2)).transpose(1, 2)
+        prior_log_std = (path @ prior_log_std.transpose(1, 2)).transpose(1, 2)
+        prior_sample = sample_gaussian(prior_mean, prior_log_std, frame_mask, noise_scale)
+
+        num_frames = frame_mask.shape[-1]
+        semantic = prior_sample.new_zeros(batch_size, self.config["semantic_channels"], num_frames)
+        log_f0 = prior_sample.new_zeros(batch_size, 1, num_frames * self.pitch_frames_per_frame)
+        for index, length in _equal_length_groups(semantic_lengths):
+            semantic_part, log_f0_part = self.decode(
+                prior_sample[index, :, :length], frame_mask[index, :, :length], style[index]
+            )
+            semantic[index, :, :length] = semantic_part
+            log_f0[index, :, : log_f0_part.shape[-1]] = log_f0_part
+        return semantic, log_f0, semantic_lengths
+
+    def infer(
+        self,
+        tokens: Tensor,
+        token_lengths: Tensor,
+        prompt_mel: Tensor,
+        prompt_mel_lengths: Tensor,
+        noise_scale: float = 0.333,
+        noise_scale_w: float = 1.0,
+        length_scale: float = 1.0,
+        denoise_ratio: float = 0.0,
+    ) -> tuple[Tensor, Tensor]:
+        """Phoneme ids [B, L] + prompt mel [2B or B, 80, T] → (semantic [B, 1024, T'], log_f0 [B, 1, 4T']).
+
+        Args:
+            tokens, token_lengths: phoneme ids with blanks, zero-padded, and their lengths [B].
+            prompt_mel, prompt_mel_lengths: log-mel prompt rows (original, denoised per prompt,
+                or one row used as both) and their lengths [2B or B].
+            noise_scale: temperature of the prior sample.
+            noise_scale_w: temperature of the duration sample.
+            length_scale: multiplies every duration (> 1 speaks slower).
+            denoise_ratio: weight of the denoised prompt's style.
+
+        Rows are zero-padded to the longest output; :meth:`infer_with_lengths` also returns
+        the valid lengths. Each row matches the same input run alone.
+        """
+        semantic, log_f0, _ = self.infer_with_lengths(
+            tokens,
+            token_lengths,
+            prompt_mel,
+            prompt_mel_lengths,
+            noise_scale=noise_scale,
+            noise_scale_w=noise_scale_w,
+            length_scale=length_scale,
+            denoise_ratio=denoise_ratio,
+        )
+        return semantic, log_f0
