@@ -62,3 +62,44 @@ def manifest():
         return json.loads(_require(PARITY / f"manifest_{model}.json").read_text())
 
     return get
+
+
+@pytest.fixture
+def loopback_hub(tmp_path, monkeypatch):
+    """A Hub stand-in on 127.0.0.1 (``tests/hub_server.py``) that ``huggingface_hub`` downloads from.
+
+    ``HF_ENDPOINT`` points at it and ``HF_HOME`` is a fresh folder under ``tmp_path``, both in the
+    environment and in ``huggingface_hub.constants`` (which reads them once, at import). Offline
+    mode is off and no token is sent. The server stops when the test ends.
+    """
+    from hub_server import LoopbackHub
+    from huggingface_hub import constants
+
+    hub = LoopbackHub().start()
+    home = tmp_path / "hf-home"
+    settings = {
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": str(home / "hub"),
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HIERSPEECH2_REGISTRY"):
+        monkeypatch.delenv(name, raising=False)
+    patched = {
+        "ENDPOINT": hub.url,
+        "HUGGINGFACE_CO_URL_TEMPLATE": hub.url + "/{repo_id}/resolve/{revision}/{filename}",
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": str(home / "hub"),
+        "HF_TOKEN_PATH": str(home / "token"),
+        "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+        "HF_HUB_OFFLINE": False,
+        "HF_HUB_DISABLE_TELEMETRY": True,
+        "HF_HUB_DISABLE_PROGRESS_BARS": True,
+    }
+    for name, value in patched.items():
+        monkeypatch.setattr(constants, name, value)
+    yield hub
+    hub.stop()

@@ -19,14 +19,16 @@ import os
 import pickle
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
-from typing_extensions import Self
 
 from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 PrefixTable = Sequence[tuple[str, str]]
 """Pairs ``(official_prefix, native_prefix)``, e.g. ``("enc_p_l.", "perturbed_prior_encoder.")``."""

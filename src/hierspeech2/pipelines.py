@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 import torch
@@ -21,8 +21,10 @@ from .audio import LogMelSpectrogram, load_audio, pad_to_multiple, resample, val
 from .errors import AudioError
 from .models import HierSpeech2, SpeechSR, TextToVec
 from .pitch import yaapt
-from .ssl import SemanticEncoder
 from .text import text_to_tokens
+
+if TYPE_CHECKING:
+    from .ssl import SemanticEncoder
 
 AudioInput = Union[str, "os.PathLike[str]", np.ndarray, Tensor]
 ScaleNorm = Literal["max", "prompt", "none"]

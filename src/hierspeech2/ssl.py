@@ -10,13 +10,15 @@ were trained on the un-normalised output of layer 7.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from .errors import AudioError
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only the constructors below need it
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 MMS_REPO_ID = "facebook/mms-300m"
 SEMANTIC_LAYER = 7  # the released backbone and TTV were trained on hidden state 7 of 24
@@ -42,6 +44,8 @@ class SemanticEncoder(nn.Module):
     @classmethod
     def from_config(cls, config: Wav2Vec2Config, layer: int = SEMANTIC_LAYER) -> SemanticEncoder:
         """A randomly initialised encoder truncated to ``layer`` layers (for tests and training from scratch)."""
+        from transformers import Wav2Vec2Config, Wav2Vec2Model
+
         config = Wav2Vec2Config.from_dict({**config.to_dict(), "num_hidden_layers": layer})
         return cls(Wav2Vec2Model(config), layer=layer)
 
@@ -54,6 +58,8 @@ class SemanticEncoder(nn.Module):
         ``hub_kwargs`` go to ``Wav2Vec2Model.from_pretrained`` (``revision``, ``cache_dir``,
         ``local_files_only`` …). Weights of the unused layers and pre-training heads are skipped.
         """
+        from transformers import Wav2Vec2Model
+
         model = Wav2Vec2Model.from_pretrained(str(name_or_path), num_hidden_layers=layer, **hub_kwargs)
         return cls(model, layer=layer)
 

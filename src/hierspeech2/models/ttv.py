@@ -19,17 +19,18 @@ checkpoints load strictly, and are callable on their own; the training objective
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..checkpoint import OfficialCheckpointMixin
-from ..nn.alignment import generate_path
+from ..checkpoint import NativeCheckpointMixin, OfficialCheckpointMixin
+from ..nn.alignment import generate_path, monotonic_alignment_search
 from ..nn.attention import Encoder
 from ..nn.duration import StochasticDurationPredictor
 from ..nn.flows import TransformerCouplingBlock
-from ..nn.functional import length_mask, sample_gaussian
+from ..nn.functional import length_mask, sample_gaussian, slice_segments
 from ..nn.style import StyleEncoder
 from ..nn.upsampler import Upsampler
 from ..nn.wavenet import WN
@@ -128,12 +129,49 @@ class SemanticDecoder(nn.Module):
         return self.proj(self.enc(x, mask, g=style)) * mask
 
 
+@torch.no_grad()
+def _gaussian_log_likelihood(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """log N(z_t | mean_l, std_l) summed over channels for every frame/token pair: [B, C, T] x [B, C, L] → [B, T, L].
+
+    Expanded as in Glow-TTS so it costs two matrix products instead of a [B, C, T, L] tensor;
+    computed in float32 because the search only compares these scores.
+    """
+    z, mean, log_std = z.float(), mean.float(), log_std.float()
+    inv_var = torch.exp(-2.0 * log_std)  # [B, C, L]
+    constant = torch.sum(-0.5 * math.log(2 * math.pi) - log_std, dim=1, keepdim=True)  # [B, 1, L]
+    quadratic = torch.matmul(-0.5 * (z**2).transpose(1, 2), inv_var)  # [B, T, L]
+    cross = torch.matmul(z.transpose(1, 2), mean * inv_var)  # [B, T, L]
+    mean_term = torch.sum(-0.5 * mean**2 * inv_var, dim=1, keepdim=True)  # [B, 1, L]
+    return constant + quadratic + cross + mean_term
+
+
 def _equal_length_groups(lengths: Tensor) -> list[tuple[Tensor, int]]:
     """Row indices sharing each distinct length, with that length."""
     return [(torch.nonzero(lengths == length).squeeze(1), int(length)) for length in torch.unique(lengths)]
 
 
-class TextToVec(nn.Module, OfficialCheckpointMixin):
+@dataclass
+class TextToVecTrainingOutput:
+    """What the TTV training objective needs from one :meth:`TextToVec.forward` pass.
+
+    ``T`` counts semantic frames, ``L`` tokens, ``S`` the frames of the pitch window.
+    """
+
+    semantic_pred: Tensor  # [B, 1024, T] semantic decoder output from the posterior sample
+    posterior_in_prior_space: Tensor  # [B, C, T] flow(posterior sample), the VITS z_p
+    posterior_log_std: Tensor  # [B, C, T]
+    prior_mean: Tensor  # [B, C, T] text prior expanded to frames by the alignment
+    prior_log_std: Tensor  # [B, C, T]
+    frame_mask: Tensor  # [B, 1, T]
+    text_mask: Tensor  # [B, 1, L]
+    durations: Tensor  # [B, 1, L] frames per token found by monotonic alignment search
+    duration_nll: Tensor  # [B] stochastic duration predictor's bound on -log p(durations), summed over tokens
+    phoneme_logits: Tensor  # [B, n_vocab, T] phoneme classifier on the posterior sample
+    log_f0_pred: Tensor  # [B, 1, 4 S] pitch predictor on a window of the ground-truth semantic features
+    pitch_window_starts: Tensor  # [B] first semantic frame of each row's pitch window
+
+
+class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
     """Text-to-vec: phoneme ids [B, L] + prompt mel → semantic features [B, 1024, T] and log F0 [B, 1, 4T].
 
     Defaults are the released "ttv_libritts_v1" configuration. Note that the official model
@@ -259,6 +297,67 @@ class TextToVec(nn.Module, OfficialCheckpointMixin):
         )
         # training-only auxiliary head: phoneme logits from the posterior latent
         self.phoneme_classifier = nn.Conv1d(inter_channels, n_vocab, 1, bias=False)
+
+    def forward(
+        self,
+        semantic: Tensor,
+        semantic_lengths: Tensor,
+        tokens: Tensor,
+        token_lengths: Tensor,
+        prompt_mel: Tensor,
+        pitch_window: int = 60,
+    ) -> TextToVecTrainingOutput:
+        """Training pass: semantic [B, 1024, T] + phoneme ids [B, L] + the utterance's own mel [B, 80, T].
+
+        As the official trainer: the style comes from the target utterance's mel (one row per
+        item, masked by ``semantic_lengths``); the posterior sample feeds the semantic decoder,
+        the phoneme classifier and the flow; monotonic alignment search on the prior gives
+        the durations the duration predictor learns; the pitch predictor sees a window of
+        ``pitch_window`` ground-truth semantic frames. A row shorter than the window starts at
+        frame 0 and its window runs into the zero padding (the official code does the same;
+        the loss masks those frames).
+        """
+        frame_mask = length_mask(semantic_lengths, semantic.shape[-1], dtype=semantic.dtype)
+        style = self.style_encoder(prompt_mel, frame_mask).unsqueeze(-1)
+        hidden, prior_mean, prior_log_std, text_mask = self.text_encoder(tokens, token_lengths, style)
+
+        z, _, posterior_log_std = self.posterior_encoder(semantic, frame_mask, style)
+        phoneme_logits = self.phoneme_classifier(z * frame_mask)
+        semantic_pred = self.semantic_decoder(z, frame_mask, style)
+        z_p = self.flow(z, frame_mask, style)
+
+        # Random-call order (posterior sample, window start, duration noise) follows the
+        # official forward, so a seeded run reproduces it.
+        highest_start = (semantic_lengths - pitch_window + 1).to(torch.float32)
+        starts = (torch.rand(semantic.shape[0]).to(semantic.device) * highest_start).clamp_min(0).long()
+        short_by = pitch_window - semantic.shape[-1]
+        padded = nn.functional.pad(semantic, (0, max(short_by, 0)))
+        log_f0_pred = self.pitch_predictor(slice_segments(padded, starts, pitch_window), style)
+
+        attention_mask = text_mask.unsqueeze(2) * frame_mask.unsqueeze(-1)  # [B, 1, T, L]
+        path = monotonic_alignment_search(
+            _gaussian_log_likelihood(z_p, prior_mean, prior_log_std), attention_mask.squeeze(1)
+        )  # [B, T, L]
+        durations = path.sum(1, keepdim=True)  # [B, 1, L]
+        duration_nll = self.duration_predictor(hidden, text_mask, durations, style)
+
+        # [B, T, L] @ [B, L, C] -> [B, T, C]: each frame takes its aligned token's prior
+        prior_mean = (path @ prior_mean.transpose(1, 2)).transpose(1, 2)
+        prior_log_std = (path @ prior_log_std.transpose(1, 2)).transpose(1, 2)
+        return TextToVecTrainingOutput(
+            semantic_pred=semantic_pred,
+            posterior_in_prior_space=z_p,
+            posterior_log_std=posterior_log_std,
+            prior_mean=prior_mean,
+            prior_log_std=prior_log_std,
+            frame_mask=frame_mask,
+            text_mask=text_mask,
+            durations=durations,
+            duration_nll=duration_nll,
+            phoneme_logits=phoneme_logits,
+            log_f0_pred=log_f0_pred,
+            pitch_window_starts=starts,
+        )
 
     def encode_style(
         self, prompt_mel: Tensor, prompt_mel_lengths: Tensor, batch_size: int, denoise_ratio: float = 0.0

@@ -1,0 +1,64 @@
+"""The ``hierspeech2`` command, run as a user would: through a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import soundfile as sf
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello_16k.wav"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hierspeech2.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_sr_writes_48k_audio(tmp_path) -> None:
+    out = tmp_path / "hello_48k.wav"
+    result = run_cli("sr", str(EXAMPLE), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    info = sf.info(out)
+    frames_in = sf.info(EXAMPLE).frames
+    assert info.samplerate == 48_000
+    assert info.frames == 3 * frames_in
+    audio, _ = sf.read(out)
+    assert 0.99 < abs(audio).max() <= 1.0
+
+
+def test_sr_24k_to_flac(tmp_path) -> None:
+    out = tmp_path / "hello.flac"
+    result = run_cli("sr", str(EXAMPLE), "-o", str(out), "--rate", "24000", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+    assert sf.info(out).samplerate == 24_000
+
+
+def test_missing_input_is_one_line_and_exit_1(tmp_path) -> None:
+    result = run_cli("sr", str(tmp_path / "nope.wav"), "-o", str(tmp_path / "out.wav"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nope.wav" in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_unreadable_input_is_one_line_and_exit_1(tmp_path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"this is not audio")
+    result = run_cli("sr", str(bad), "-o", str(tmp_path / "out.wav"))
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_bad_usage_exits_2() -> None:
+    assert run_cli("sr").returncode == 2
+    assert run_cli("sr", str(EXAMPLE), "-o", "x.wav", "--rate", "22050").returncode == 2
+    assert run_cli("frobnicate").returncode == 2
+
+
+def test_help_has_examples() -> None:
+    result = run_cli("sr", "--help")
+    assert result.returncode == 0 and "examples:" in result.stdout
