@@ -26,7 +26,10 @@ def _backend(language: str):
         )
     try:
         # Punctuation kept and primary/secondary stress marked: the released TTV's input alphabet.
-        return EspeakBackend(language, preserve_punctuation=True, with_stress=True)
+        # English keeps phonemizer's default language-switch flags, as the official front end did
+        # (parity); other languages drop them, or "(en)"-style markers would leak letters into ids.
+        switch = "keep-flags" if language.startswith("en") else "remove-flags"
+        return EspeakBackend(language, preserve_punctuation=True, with_stress=True, language_switch=switch)
     except RuntimeError as error:
         if "not supported" in str(error):
             raise TextError(

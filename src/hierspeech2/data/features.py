@@ -1,0 +1,272 @@
+"""Per-utterance features for the training caches: 16 kHz audio, MMS features, F0 and phoneme tokens.
+
+The work is split in two so preprocessing can run the CPU-bound part (decoding, resampling, F0,
+phonemes) in worker processes and the semantic encoder once, in the main process, on any device:
+:func:`prepare_utterance` (picklable inputs and outputs) and :class:`SemanticFeatures`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Literal
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import Tensor
+
+from hierspeech2.audio import (
+    HOP_LENGTH,
+    MODEL_SAMPLE_RATE,
+    pad_to_multiple,
+    read_audio,
+    resample,
+    validate_waveform,
+)
+from hierspeech2.data.corpora import Utterance
+from hierspeech2.errors import AudioError, HierSpeechError, TextError
+
+__all__ = [
+    "F0_EXTRACTORS",
+    "ModelKind",
+    "PreparedUtterance",
+    "SemanticFeatures",
+    "UnusableUtterance",
+    "prepare_utterance",
+    "resolve_f0_extractor",
+]
+
+logger = logging.getLogger(__name__)
+
+ModelKind = Literal["backbone", "ttv", "speechsr"]
+MODEL_KINDS: tuple[str, ...] = ("backbone", "ttv", "speechsr")
+# Official preprocessing pads every waveform to a multiple of 1280 samples (4 hops) before MMS and
+# F0, so that an utterance of T frames has 320 T samples and 4 T F0 frames.
+PAD_MULTIPLE = 1280
+F0_FRAMES_PER_HOP = 4
+MIN_SAMPLES = 2 * HOP_LENGTH  # shorter audio gives no usable frame for MMS or YAAPT
+
+
+class UnusableUtterance(HierSpeechError):
+    """An utterance the preprocessing skips and reports (unreadable, too short, no phonemes …)."""
+
+
+def _yaapt_training(wav: Tensor) -> Tensor:
+    from hierspeech2.pitch import yaapt
+
+    return yaapt(wav, variant="training")
+
+
+def _yaapt_inference(wav: Tensor) -> Tensor:
+    from hierspeech2.pitch import yaapt
+
+    return yaapt(wav, variant="inference")
+
+
+# The TTV was trained on YAAPT with f0_max 400 Hz (its preprocessing), hence the default.
+F0_EXTRACTORS: dict[str, Callable[[Tensor], Tensor]] = {
+    "yaapt": _yaapt_training,
+    "yaapt-inference": _yaapt_inference,
+}
+
+
+def resolve_f0_extractor(spec: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """A name from :data:`F0_EXTRACTORS`, a ``"package.module:function"`` path, or a callable.
+
+    The extractor maps 16 kHz audio ``[N]`` (N a multiple of 1280) to F0 in Hz ``[1, 1, N / 80]``
+    (or anything reshaping to ``[N / 80]``), 0 on unvoiced frames. Worker processes need it
+    picklable: a module-level function.
+    """
+    if callable(spec):
+        return spec
+    if spec in F0_EXTRACTORS:
+        return F0_EXTRACTORS[spec]
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise ValueError(
+            f"unknown F0 extractor {spec!r}; use one of {sorted(F0_EXTRACTORS)} or 'package.module:function'"
+        )
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot import F0 extractor {spec!r}: {error}") from error
+    if not callable(function):
+        raise TypeError(f"F0 extractor {spec!r} is not callable; name a function")
+    return function
+
+
+@dataclass
+class PreparedUtterance:
+    """CPU-side features of one utterance: everything but the semantic features.
+
+    ``audio`` is int16 PCM ``[N]`` (16 kHz padded to a multiple of 1280 for backbone/TTV; the
+    target rate, unpadded, for SpeechSR), ``f0`` float32 ``[N / 80]`` Hz, ``tokens`` int64
+    phoneme ids with blanks (TTV only).
+    """
+
+    utterance: Utterance
+    sample_rate: int
+    audio: np.ndarray
+    num_samples: int  # before padding
+    f0: np.ndarray | None = None
+    tokens: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return self.audio.shape[-1] // HOP_LENGTH if self.sample_rate == MODEL_SAMPLE_RATE else 0
+
+
+def to_pcm16(wav: Tensor) -> np.ndarray:
+    """Float waveform in [-1, 1] → int16 PCM (clipped), as the official 16 kHz corpus copies stored it."""
+    return (wav.clamp(-1.0, 32767 / 32768) * 32768.0).round().to(torch.int16).numpy()
+
+
+def from_pcm16(pcm: np.ndarray | Tensor) -> Tensor:
+    """int16 PCM → float32 waveform in [-1, 1]."""
+    pcm = torch.as_tensor(pcm)
+    return pcm.float() / 32768.0
+
+
+def _read(utterance: Utterance) -> tuple[Tensor, int]:
+    """The utterance's audio (its ``start``-``end`` piece when set) as mono float32 ``[N]`` and its rate."""
+    if utterance.start == 0.0 and utterance.end is None:
+        return read_audio(utterance.path)
+    try:
+        rate = sf.info(utterance.path).samplerate
+        first = round(utterance.start * rate)
+        last = None if utterance.end is None else round(utterance.end * rate)
+        data, rate = sf.read(utterance.path, start=first, stop=last, dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
+        raise AudioError(f"cannot read {utterance.path} from {utterance.start} s: {error}") from error
+    if data.shape[0] == 0:
+        raise AudioError(f"{utterance.path} has no samples between {utterance.start} and {utterance.end} s")
+    return validate_waveform(torch.from_numpy(data).mean(dim=1), name=utterance.path), int(rate)
+
+
+def prepare_utterance(
+    utterance: Utterance,
+    model: ModelKind,
+    f0_extractor: str | Callable[[Tensor], Tensor] = "yaapt",
+    target_rate: int = 48_000,
+) -> PreparedUtterance:
+    """Decode, resample and run the CPU features of one utterance; raises :class:`UnusableUtterance`.
+
+    ``model="speechsr"`` keeps the audio at ``target_rate`` (no F0 or tokens) and rejects sources
+    recorded below it: upsampled audio would teach the model to invent nothing.
+    """
+    if model not in MODEL_KINDS:
+        raise ValueError(f"unknown model {model!r}; use one of {MODEL_KINDS}")
+    try:
+        wav, rate = _read(utterance)
+    except AudioError as error:
+        raise UnusableUtterance(f"unreadable audio: {error}") from error
+
+    if model == "speechsr":
+        if rate < target_rate:
+            raise UnusableUtterance(
+                f"recorded at {rate} Hz, below the {target_rate} Hz SpeechSR target; use a corpus "
+                f"recorded at {target_rate} Hz or more"
+            )
+        wav = resample(wav, rate, target_rate)
+        if wav.shape[-1] < MIN_SAMPLES * target_rate // MODEL_SAMPLE_RATE:
+            raise UnusableUtterance(f"too short: {wav.shape[-1]} samples at {target_rate} Hz")
+        return PreparedUtterance(utterance, target_rate, to_pcm16(wav), wav.shape[-1])
+
+    wav = resample(wav, rate, MODEL_SAMPLE_RATE)
+    if wav.shape[-1] < MIN_SAMPLES:
+        raise UnusableUtterance(f"too short: {wav.shape[-1]} samples at 16 kHz (need {MIN_SAMPLES})")
+    num_samples = wav.shape[-1]
+    wav = pad_to_multiple(wav, PAD_MULTIPLE)
+    pcm = to_pcm16(wav)
+    # F0 from the stored (quantised) waveform, so that cache and features agree exactly.
+    wav = from_pcm16(pcm)
+    prepared = PreparedUtterance(utterance, MODEL_SAMPLE_RATE, pcm, num_samples)
+
+    expected_f0 = wav.shape[-1] // (HOP_LENGTH // F0_FRAMES_PER_HOP)
+    extractor = resolve_f0_extractor(f0_extractor)
+    try:
+        f0 = torch.as_tensor(extractor(wav)).reshape(-1).float()
+    except AudioError as error:
+        # Official preprocessing stores zeros when YAAPT fails; the TTV filter then drops the item.
+        prepared.warnings.append(f"F0 extraction failed ({error}); stored zeros")
+        f0 = wav.new_zeros(expected_f0)
+    if f0.shape[-1] != expected_f0:
+        raise UnusableUtterance(
+            f"F0 extractor returned {f0.shape[-1]} frames for {wav.shape[-1]} samples; expected "
+            f"{expected_f0} (4 per 320-sample hop)"
+        )
+    prepared.f0 = f0.numpy()
+
+    if model == "ttv":
+        if not utterance.text:
+            raise UnusableUtterance("no transcript (the text-to-vec model trains on text)")
+        from hierspeech2.text import text_to_tokens
+
+        try:
+            prepared.tokens = text_to_tokens(utterance.text, utterance.language).numpy()
+        except (TextError, RuntimeError) as error:
+            raise UnusableUtterance(f"no phonemes for {utterance.text!r}: {error}") from error
+    return prepared
+
+
+class SemanticFeatures:
+    """MMS features of 16 kHz PCM, computed on ``device`` and returned as float16 ``[1024, T]`` on CPU.
+
+    ``encoder`` is any module mapping ``[1, N]`` float audio to ``[1, C, N // 320]`` (a
+    :class:`hierspeech2.ssl.SemanticEncoder`); pass one to inject a tiny model in tests. Without
+    it, ``SemanticEncoder.from_pretrained(name_or_path, layer)`` is loaded on first use
+    (``name_or_path`` defaults to ``facebook/mms-300m``; it also names the encoder in the cache).
+    """
+
+    def __init__(
+        self,
+        encoder: torch.nn.Module | None = None,
+        name_or_path: str | os.PathLike | None = None,
+        layer: int = 7,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self._encoder = encoder
+        if name_or_path is None:
+            name_or_path = "facebook/mms-300m" if encoder is None else type(encoder).__name__
+        self.name_or_path = str(name_or_path)
+        self.layer = layer
+        self.device = torch.device(device)
+
+    @property
+    def encoder(self) -> torch.nn.Module:
+        if self._encoder is None:
+            from hierspeech2.ssl import SemanticEncoder
+
+            logger.info("loading semantic encoder %s (layer %d)", self.name_or_path, self.layer)
+            self._encoder = SemanticEncoder.from_pretrained(self.name_or_path, layer=self.layer)
+        return self._encoder.to(self.device).eval()
+
+    def describe(self) -> dict:
+        """What the cache records about the encoder (to refuse resuming with another one)."""
+        return {"name": self.name_or_path, "layer": self.layer}
+
+    @torch.inference_mode()
+    def __call__(self, pcm: np.ndarray) -> Tensor:
+        """int16 PCM ``[N]`` (N a multiple of 320) → float16 ``[C, N // 320]`` on CPU."""
+        wav = from_pcm16(pcm)[None].to(self.device)
+        semantic = self.encoder(wav)[0]
+        expected = pcm.shape[-1] // HOP_LENGTH
+        if semantic.shape[-1] != expected:
+            raise UnusableUtterance(
+                f"semantic encoder returned {semantic.shape[-1]} frames for {pcm.shape[-1]} samples; "
+                f"expected {expected} (one per 320 samples)"
+            )
+        return semantic.to("cpu", torch.float16)
+
+
+def make_prepare(
+    model: ModelKind, f0_extractor: str | Callable[[Tensor], Tensor], target_rate: int
+) -> Callable[[Utterance], PreparedUtterance]:
+    """``prepare_utterance`` with the run's settings bound (picklable when ``f0_extractor`` is)."""
+    return partial(prepare_utterance, model=model, f0_extractor=f0_extractor, target_rate=target_rate)

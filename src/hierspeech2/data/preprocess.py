@@ -1,0 +1,389 @@
+"""``hierspeech2 preprocess``: corpus → feature cache, resumable, parallel, with a skip report.
+
+Decoding, resampling, F0 and phonemes run in ``num_workers`` processes; the semantic encoder runs
+once, in this process, on ``device``. Each finished utterance is renamed into place atomically, so
+a run that is killed resumes without redoing or corrupting anything, and a finished cache is a
+no-op. ``--format litdata`` writes a chunked streaming dataset instead (several nodes, object
+storage): see :mod:`hierspeech2.data.streaming`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from typing_extensions import Self
+
+from hierspeech2.data.cache import CacheRecord, FeatureCache, tensors_for_item
+from hierspeech2.data.corpora import Utterance, read_corpus, split_long_utterances
+from hierspeech2.data.features import (
+    MODEL_KINDS,
+    ModelKind,
+    PreparedUtterance,
+    SemanticFeatures,
+    UnusableUtterance,
+    make_prepare,
+)
+
+__all__ = ["PreprocessReport", "add_preprocess_parser", "main", "preprocess", "run_preprocess"]
+
+logger = logging.getLogger(__name__)
+
+# Pieces of at most 20 s keep MMS attention affordable and give random segments variety.
+DEFAULT_MAX_SECONDS = 20.0
+IN_FLIGHT_PER_WORKER = (
+    4  # queued utterances per worker: keeps workers busy without holding the corpus in memory
+)
+
+
+@dataclass(frozen=True)
+class PreprocessReport:
+    """What a run did. ``cached``/``skipped`` count the whole cache, ``processed`` this run only."""
+
+    total: int
+    cached: int
+    skipped: int
+    processed: int
+    skipped_now: int
+    seconds: float
+    cache_dir: Path
+
+    @property
+    def utterances_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Skip:
+    utterance: Utterance
+    reason: str
+
+
+def _prepare_or_skip(prepare: Callable[[Utterance], PreparedUtterance], utterance: Utterance):
+    try:
+        return prepare(utterance)
+    except UnusableUtterance as error:
+        return _Skip(utterance, str(error))
+    except Exception as error:  # noqa: BLE001 - one odd file must not stop a multi-day run; it is reported
+        logger.debug("unexpected error on %s\n%s", utterance.path, traceback.format_exc())
+        return _Skip(utterance, f"unexpected {type(error).__name__}: {error}")
+
+
+def _init_worker() -> None:
+    # One intra-op thread per worker: the parallelism is across processes.
+    torch.set_num_threads(1)
+
+
+def _extractor_name(f0_extractor) -> str:
+    if isinstance(f0_extractor, str):
+        return f0_extractor
+    return f"{f0_extractor.__module__}:{getattr(f0_extractor, '__qualname__', repr(f0_extractor))}"
+
+
+class _CacheLock:
+    """An exclusive lock on the cache folder; the OS releases it when the holder dies."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / ".lock"
+
+    def __enter__(self) -> Self:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "w")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            self._handle.close()
+            raise RuntimeError(
+                f"another preprocess run is writing {self.path.parent}; wait for it or use another --out"
+            ) from error
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
+
+
+def preprocess(
+    utterances: Sequence[Utterance],
+    out: str | os.PathLike,
+    model: ModelKind,
+    *,
+    semantic: SemanticFeatures | None = None,
+    f0_extractor: str | Callable = "yaapt",
+    target_rate: int = 48_000,
+    num_workers: int = 0,
+    mp_context: str | None = None,
+    retry_skipped: bool = False,
+    progress: bool = True,
+) -> PreprocessReport:
+    """Write the feature cache of ``utterances`` to ``out`` (resuming what is there) and its manifest.
+
+    ``semantic`` computes the MMS features (default: ``facebook/mms-300m`` layer 7 on CPU); not used
+    for ``model="speechsr"``. ``num_workers=0`` runs everything in this process; ``mp_context`` is
+    the workers' start method (None: the platform default, as torch's DataLoader).
+    """
+    if model not in MODEL_KINDS:
+        raise ValueError(f"unknown model {model!r}; use one of {MODEL_KINDS}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    cache = FeatureCache(out)
+    start = time.perf_counter()
+    needs_semantic = model != "speechsr"
+    if needs_semantic and semantic is None:
+        semantic = SemanticFeatures()
+
+    with _CacheLock(cache.root):
+        config: dict = {"model": model, "f0": None, "semantic": None, "hop_length": 320}
+        if needs_semantic:
+            config.update(sample_rate=16_000, f0=_extractor_name(f0_extractor), semantic=semantic.describe())
+        else:
+            config.update(sample_rate=target_rate)
+        cache.check_or_write_config(config)
+        removed = cache.remove_stale_temporaries()
+        if removed:
+            logger.info("removed %d temporary files left by an interrupted run", removed)
+        todo = _pending(cache, utterances, retry_skipped)
+
+        prepare = make_prepare(model, f0_extractor, target_rate)
+        processed = skipped_now = 0
+        bar = tqdm(
+            total=len(utterances),
+            initial=len(utterances) - len(todo),
+            unit="utt",
+            desc=f"preprocess {model}",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        with bar:
+            for result in _results(prepare, todo, num_workers, mp_context):
+                if isinstance(result, PreparedUtterance):
+                    try:
+                        _write(cache, result, semantic if needs_semantic else None)
+                        processed += 1
+                    except UnusableUtterance as error:
+                        result = _Skip(result.utterance, str(error))
+                if isinstance(result, _Skip):
+                    utterance = result.utterance
+                    cache.write_skip(utterance.speaker, utterance.id, utterance.path, result.reason)
+                    logger.warning("skipped %s (%s): %s", utterance.id, utterance.path, result.reason)
+                    skipped_now += 1
+                bar.update(1)
+        records, skips = cache.write_manifest()
+    report = PreprocessReport(
+        total=len(utterances),
+        cached=len(records),
+        skipped=len(skips),
+        processed=processed,
+        skipped_now=skipped_now,
+        seconds=time.perf_counter() - start,
+        cache_dir=cache.root,
+    )
+    logger.info(
+        "%s: %d cached, %d skipped (report: %s); this run %d new in %.1f s",
+        cache.root,
+        report.cached,
+        report.skipped,
+        cache.report_path,
+        processed,
+        report.seconds,
+    )
+    return report
+
+
+def _pending(cache: FeatureCache, utterances: Sequence[Utterance], retry_skipped: bool) -> list[Utterance]:
+    by_file: dict[Path, str] = {}
+    todo = []
+    for utterance in utterances:
+        item = cache.item_path(utterance.speaker, utterance.id)
+        if item in by_file:
+            raise ValueError(
+                f"utterances {by_file[item]!r} and {utterance.id!r} map to the same cache file {item}; "
+                "give them distinct ids"
+            )
+        by_file[item] = utterance.id
+        if item.exists():
+            continue
+        skip = cache.skip_path(utterance.speaker, utterance.id)
+        if skip.exists():
+            if not retry_skipped:
+                continue
+            skip.unlink()
+        todo.append(utterance)
+    return todo
+
+
+def _results(prepare, todo: Sequence[Utterance], num_workers: int, mp_context: str | None):
+    """Prepared utterances (or skips) as they complete."""
+    if num_workers == 0:
+        for utterance in todo:
+            yield _prepare_or_skip(prepare, utterance)
+        return
+    context = multiprocessing.get_context(mp_context)
+    with futures.ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init_worker) as pool:
+        queue = iter(todo)
+        pending: set[futures.Future] = set()
+        while True:
+            while len(pending) < IN_FLIGHT_PER_WORKER * num_workers:
+                utterance = next(queue, None)
+                if utterance is None:
+                    break
+                pending.add(pool.submit(_prepare_or_skip, prepare, utterance))
+            if not pending:
+                return
+            done, pending = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+
+
+def _write(cache: FeatureCache, prepared: PreparedUtterance, semantic: SemanticFeatures | None) -> None:
+    utterance = prepared.utterance
+    features = semantic(prepared.audio) if semantic is not None else None
+    tokens = prepared.tokens
+    record = CacheRecord(
+        id=utterance.id,
+        file=cache.item_path(utterance.speaker, utterance.id).relative_to(cache.root).as_posix(),
+        speaker=utterance.speaker,
+        language=utterance.language,
+        text=utterance.text,
+        source=utterance.path,
+        sample_rate=prepared.sample_rate,
+        num_samples=prepared.num_samples,
+        num_frames=prepared.num_frames,
+        num_tokens=0 if tokens is None else int(tokens.shape[-1]),
+        voiced_frames=0 if prepared.f0 is None else int((prepared.f0 > 0).sum()),
+    )
+    for message in prepared.warnings:
+        logger.warning("%s: %s", utterance.id, message)
+    cache.write_item(record, tensors_for_item(prepared.audio, features, prepared.f0, tokens))
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def add_preprocess_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``preprocess`` on an ``argparse`` subparsers object; returns the new parser."""
+    parser = subparsers.add_parser(
+        "preprocess",
+        help="corpus → training feature cache (resumable, parallel)",
+        description=(
+            "Decode a corpus, resample to 16 kHz, compute MMS features (float16), F0 and phoneme "
+            "tokens, and write a feature cache (or a litdata streaming dataset). Re-run the same "
+            "command to resume an interrupted run; unusable files are listed in skipped.tsv."
+        ),
+    )
+    parser.add_argument("corpus", help="LibriTTS or Libri-light folder, or a TSV/JSONL manifest")
+    parser.add_argument("--out", required=True, help="cache folder (or litdata output dir / s3:// URL)")
+    parser.add_argument(
+        "--model", required=True, choices=MODEL_KINDS, help="which model the features are for"
+    )
+    parser.add_argument("--kind", choices=("libritts", "librilight", "manifest"), help="corpus layout (auto)")
+    parser.add_argument("--subsets", help="comma-separated subsets, e.g. train-clean-100,train-clean-360")
+    parser.add_argument("--format", default="cache", choices=("cache", "litdata"), help="output format")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="CPU worker processes (litdata: the same number on every node)",
+    )
+    parser.add_argument("--device", default="cpu", help="device of the semantic encoder (cpu, cuda, cuda:1)")
+    parser.add_argument(
+        "--semantic-model", default="facebook/mms-300m", help="Hub id or local transformers dir"
+    )
+    parser.add_argument("--semantic-layer", type=int, default=7, help="hidden state to keep (released: 7)")
+    parser.add_argument(
+        "--f0", default="yaapt", help="F0 extractor: yaapt, yaapt-inference or module:function"
+    )
+    parser.add_argument("--target-rate", type=int, default=48_000, help="SpeechSR target sample rate")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=DEFAULT_MAX_SECONDS,
+        help="cut untranscribed files longer than this into pieces (Libri-light chapters); 0 = never",
+    )
+    parser.add_argument("--retry-skipped", action="store_true", help="try previously skipped files again")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    streaming = parser.add_argument_group("litdata output (--format litdata)")
+    streaming.add_argument("--chunk-bytes", default="64MB", help="size of each chunk file")
+    streaming.add_argument(
+        "--num-nodes", type=int, help="machines sharing the job (DATA_OPTIMIZER_NUM_NODES)"
+    )
+    streaming.add_argument("--node-rank", type=int, help="this machine's rank (DATA_OPTIMIZER_NODE_RANK)")
+    parser.set_defaults(handler=run_preprocess)
+    return parser
+
+
+def run_preprocess(args: argparse.Namespace) -> int:
+    """Run ``hierspeech2 preprocess`` from parsed arguments; returns the exit status."""
+    subsets = [name for name in args.subsets.split(",") if name] if args.subsets else None
+    utterances = read_corpus(args.corpus, kind=args.kind, subsets=subsets)
+    if args.max_seconds and args.model != "ttv":
+        utterances = split_long_utterances(utterances, args.max_seconds)
+    if not utterances:
+        print(f"error: no utterances found in {args.corpus}", file=sys.stderr)
+        return 1
+    semantic = SemanticFeatures(
+        name_or_path=args.semantic_model, layer=args.semantic_layer, device=args.device
+    )
+    if args.format == "litdata":
+        from hierspeech2.data.streaming import write_streaming_dataset
+
+        result = write_streaming_dataset(
+            utterances,
+            args.out,
+            args.model,
+            semantic_model=args.semantic_model,
+            semantic_layer=args.semantic_layer,
+            device=args.device,
+            f0_extractor=args.f0,
+            target_rate=args.target_rate,
+            num_workers=max(1, args.num_workers),
+            chunk_bytes=args.chunk_bytes,
+            num_nodes=args.num_nodes,
+            node_rank=args.node_rank,
+        )
+        print(f"{args.out}: {result}", file=sys.stderr)
+        return 0
+    report = preprocess(
+        utterances,
+        args.out,
+        args.model,
+        semantic=semantic,
+        f0_extractor=args.f0,
+        target_rate=args.target_rate,
+        num_workers=args.num_workers,
+        retry_skipped=args.retry_skipped,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{report.cache_dir}: {report.cached} utterances cached, {report.skipped} skipped "
+        f"(see {report.cache_dir / 'skipped.tsv'}); this run: {report.processed} new in "
+        f"{report.seconds:.1f} s ({report.utterances_per_second:.2f} utt/s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hierspeech2.data.preprocess CORPUS --out DIR --model ...``."""
+    parser = argparse.ArgumentParser(prog="python -m hierspeech2.data.preprocess")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_preprocess_parser(subparsers)
+    args = parser.parse_args(["preprocess", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
