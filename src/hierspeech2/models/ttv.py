@@ -11,9 +11,11 @@ HierSpeech++'s text-to-vec model ("ttv_libritts_v1", 107M parameters). At infere
    into 1024-channel semantic features, and the pitch predictor into log F0 at 4 frames per
    semantic frame.
 
-Training-side parts (posterior encoder, phoneme classifier) are built, so official
-checkpoints load strictly, and are callable on their own; the training objective lives in
-``hierspeech2.tasks``.
+Training: :meth:`TextToVec.forward` is the official training pass (posterior encoder on the
+ground-truth semantic features, flow, monotonic alignment search against the text prior,
+duration likelihood, phoneme classifier, pitch predictor on a window); it returns the tensors
+the objective needs, and the objective itself (weights, masking) lives in
+:class:`hierspeech2.tasks.TTVTask`.
 """
 
 from __future__ import annotations

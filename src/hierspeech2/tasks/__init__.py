@@ -1,0 +1,10 @@
+"""LightningModules that train the hierspeech2 models (losses, optimizers, logging; no layers)."""
+
+from __future__ import annotations
+
+from .base import GANTask, TrainingTask
+from .export import export
+from .speechsr import SpeechSRTask
+from .ttv import TTVTask
+
+__all__ = ["GANTask", "SpeechSRTask", "TTVTask", "TrainingTask", "export"]

@@ -1,0 +1,376 @@
+"""What every training task shares: optimizers with exponential decay, fine-tuning, export metadata, media logging.
+
+:class:`TrainingTask` holds the trainable model as ``self.model`` (the part that is
+exported); :class:`GANTask` adds a discriminator and the manual-optimisation step of
+HiFi-GAN-style training (discriminator update, then generator update), which the
+SpeechSR and backbone tasks reuse.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from torch import Tensor, nn
+
+from ..checkpoint import official_to_native
+from ..errors import CheckpointError
+from ..nn.losses import FeatureMatchingLoss, LeastSquaresGANLoss
+
+logger = logging.getLogger(__name__)
+
+EXPORT_KEY = "hierspeech2_export"  # where a Lightning checkpoint records how to rebuild the exported model
+MODEL_PREFIX = "model."
+RNG_KEY = "hierspeech2_rng_states"
+
+
+def exponential_decay_adamw(
+    parameters: Iterable[nn.Parameter],
+    learning_rate: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    lr_decay: float,
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.ExponentialLR]:
+    """AdamW and the per-epoch ``lr · lr_decay^epoch`` schedule of every official config."""
+    optimizer = torch.optim.AdamW(
+        parameters, lr=learning_rate, betas=betas, eps=eps, weight_decay=weight_decay
+    )
+    return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
+
+
+def trainable(module: nn.Module) -> list[nn.Parameter]:
+    """Parameters that require gradients (frozen parts stay out of the optimizer)."""
+    return [parameter for parameter in module.parameters() if parameter.requires_grad]
+
+
+def gradient_norm(parameters: Iterable[nn.Parameter]) -> Tensor:
+    """Global L2 norm of the gradients present (0 when none)."""
+    norms = [p.grad.detach().float().norm() for p in parameters if p.grad is not None]
+    if not norms:
+        return torch.zeros(())
+    return torch.stack(norms).norm()
+
+
+def _given_hyperparameters_context_active() -> bool:
+    """True while the LightningCLI instantiates a module with its parsed config as hyper-parameters."""
+    try:
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # a Lightning without the mechanism: behave as outside the CLI
+        return False
+    return _given_hyperparameters.get() is not None
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def spectrogram_image(spec: Tensor) -> Tensor:
+    """[F, T] spectrogram-like tensor → [1, F, T] image in [0, 1], low frequencies at the bottom."""
+    spec = spec.detach().float().cpu()
+    low, high = spec.min(), spec.max()
+    image = (spec - low) / (high - low).clamp_min(1e-8)
+    return image.flip(0).unsqueeze(0)
+
+
+class TrainingTask(pl.LightningModule):
+    """Base LightningModule: ``self.model`` is trained, fine-tuned with ``init_from`` and exported.
+
+    Args:
+        model: the model being trained (a ``NativeCheckpointMixin`` model, so it exports).
+        init_from: registry name (e.g. ``ttv-lt960``), checkpoint file or native folder whose
+            weights replace the fresh ones before training (strict: the configs must match).
+        log_examples: validation examples whose media (audio, spectrogram images) are logged.
+    """
+
+    def __init__(self, model: nn.Module, init_from: str | None = None, log_examples: int = 2) -> None:
+        super().__init__()
+        self.model = model
+        self.init_from = init_from
+        self.log_examples = log_examples
+        if init_from:
+            self.load_model_weights(init_from)
+
+    def save_task_hyperparameters(self, submodules: tuple[str, ...]) -> None:
+        """``save_hyperparameters`` of the calling ``__init__``, keeping submodules only as configs.
+
+        Under the LightningCLI the hyper-parameters are the parsed config, where submodules are
+        ``class_path`` dicts: they are kept, so ``load_from_checkpoint`` rebuilds the task. A task
+        built in Python receives module objects, which the checkpoint's state dict already holds.
+        """
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        ignore = [] if _given_hyperparameters_context_active() else list(submodules)
+        self.save_hyperparameters(ignore=ignore, frame=caller)
+
+    def load_model_weights(self, name_or_path: str) -> None:
+        """Copy the weights of a released or exported model into ``self.model`` (strict)."""
+        from ..registry import load_model
+
+        source = load_model(name_or_path)
+        if not isinstance(source, nn.Module) or type(source) is not type(self.model):
+            raise CheckpointError(
+                f"--model.init_from {name_or_path!r} holds a {type(source).__name__}, but this task trains a "
+                f"{type(self.model).__name__}; pick a checkpoint of the same model family"
+            )
+        try:
+            self.model.load_state_dict(source.state_dict(), strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"cannot start from {name_or_path!r}: its weights do not fit the configured model "
+                f"(set the model's init_args to the checkpoint's configuration): {error}"
+            ) from error
+        logger.info("initialised %s from %s", type(self.model).__name__, name_or_path)
+
+    # ---- export -------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The training steps draw noise from the global generators (posterior samples,
+        # windows, duration noise): restoring them makes a resumed run continue exactly.
+        states = _collect_rng_states()
+        states.pop("numpy", None)  # numpy's state is an ndarray, which weights_only loading refuses
+        checkpoint[RNG_KEY] = states
+        config = getattr(self.model, "_hub_mixin_config", None)
+        if config is None:
+            return
+        checkpoint[EXPORT_KEY] = {
+            "model_class": type(self.model).__name__,
+            "model_config": _jsonable(config),
+            "state_prefix": MODEL_PREFIX,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get(RNG_KEY)
+        if states is None:
+            return
+        try:
+            _set_rng_states(states)
+        except (RuntimeError, ValueError, IndexError) as error:
+            # e.g. a GPU run resumed with another number of devices
+            logger.warning(
+                "could not restore the random generators from the checkpoint (%s); resuming anyway", error
+            )
+
+    # ---- logging ------------------------------------------------------------------------
+
+    def log_audio(self, tag: str, wav: Tensor, sample_rate: int) -> None:
+        """Log a waveform [N] to every logger that takes audio (TensorBoard, W&B)."""
+        wav = wav.detach().float().cpu().clamp(-1, 1)
+        for run_logger in self.loggers:
+            experiment = run_logger.experiment
+            if hasattr(experiment, "add_audio"):
+                experiment.add_audio(tag, wav.unsqueeze(0), self.global_step, sample_rate=sample_rate)
+            elif hasattr(run_logger, "log_audio"):
+                run_logger.log_audio(tag, [wav.numpy()], step=self.global_step, sample_rate=[sample_rate])
+
+    def log_image(self, tag: str, spec: Tensor) -> None:
+        """Log a spectrogram-like [F, T] tensor as an image to every logger that takes images."""
+        image = spectrogram_image(spec)
+        for run_logger in self.loggers:
+            experiment = run_logger.experiment
+            if hasattr(experiment, "add_image"):
+                experiment.add_image(tag, image, self.global_step, dataformats="CHW")
+            elif hasattr(run_logger, "log_image"):
+                run_logger.log_image(tag, [image.squeeze(0).numpy()], step=self.global_step)
+
+
+class GANTask(TrainingTask):
+    """Generator + discriminator trained by manual optimisation (LSGAN + feature matching).
+
+    A subclass implements :meth:`generate` (fake and real audio for a batch) and
+    :meth:`reconstruction_terms` (its non-adversarial generator losses, weighted); this
+    class does the discriminator update, then the generator update, logs both, and steps
+    the exponential-decay schedulers once per epoch. ``trainer.global_step`` counts both
+    optimizers' steps (Lightning #17958), so ``max_steps`` is twice the number of batches.
+
+    Args:
+        model: the generator (the exported model).
+        discriminator: e.g. :class:`~hierspeech2.nn.discriminators.MultiDiscriminator`.
+        learning_rate, betas, eps, weight_decay, lr_decay: AdamW and its per-epoch decay,
+            the same for both optimizers (as the official configs).
+        adversarial_weight, feature_matching_weight: weights of the generator's GAN terms.
+        grad_clip: clip each optimizer's gradients to this global norm (None = no clipping,
+            as the official trainers, which only measure the norm).
+        discriminator_init_from: a Lightning checkpoint of this task or an official
+            discriminator state dict (``D_*.pth``) to start the discriminator from.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        discriminator: nn.Module,
+        learning_rate: float = 1e-4,
+        betas: tuple[float, float] = (0.8, 0.99),
+        eps: float = 1e-9,
+        weight_decay: float = 0.01,
+        lr_decay: float = 0.999,
+        adversarial_weight: float = 1.0,
+        feature_matching_weight: float = 1.0,
+        grad_clip: float | None = None,
+        init_from: str | None = None,
+        discriminator_init_from: str | None = None,
+        log_examples: int = 2,
+    ) -> None:
+        super().__init__(model, init_from=init_from, log_examples=log_examples)
+        self.automatic_optimization = False
+        self.discriminator = discriminator
+        self.learning_rate = learning_rate
+        self.betas = tuple(betas)
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.lr_decay = lr_decay
+        self.adversarial_weight = adversarial_weight
+        self.feature_matching_weight = feature_matching_weight
+        self.grad_clip = grad_clip
+        self.gan_loss = LeastSquaresGANLoss()
+        self.feature_matching_loss = FeatureMatchingLoss()
+        if discriminator_init_from:
+            self.load_discriminator_weights(discriminator_init_from)
+
+    def load_discriminator_weights(self, path: str) -> None:
+        """Discriminator weights from a Lightning checkpoint (``discriminator.*``) or an official ``D_*.pth``."""
+        from ..checkpoint import load_official_file
+
+        if str(path).endswith(".ckpt"):
+            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+            state = {
+                k[len("discriminator.") :]: v for k, v in state.items() if k.startswith("discriminator.")
+            }
+        else:
+            state = official_to_native(load_official_file(path))
+        # the official STFT discriminators store their (fixed) window; ours derives it
+        state = {k: v for k, v in state.items() if not k.endswith("spec_transform.window")}
+        try:
+            self.discriminator.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"cannot start the discriminator from {path}: its keys or shapes do not match the configured "
+                f"discriminator (periods/resolutions must be the same): {error}"
+            ) from error
+
+    def setup(self, stage: str) -> None:
+        # Each of the two backward passes leaves the other network without gradients, which
+        # DDP's reducer only accepts when it looks for unused parameters; plain `ddp` would
+        # fail on the first step, so the task asks for it (the strategy is not yet wrapped here).
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy):
+            ddp_kwargs = getattr(strategy, "_ddp_kwargs", None)
+            if ddp_kwargs is None:
+                raise RuntimeError(
+                    "GAN tasks need DDP to detect unused parameters: use "
+                    "--trainer.strategy ddp_find_unused_parameters_true"
+                )
+            if not ddp_kwargs.get("find_unused_parameters", False):
+                logger.info("GAN training under DDP: enabling find_unused_parameters")
+                ddp_kwargs["find_unused_parameters"] = True
+
+    def configure_optimizers(self) -> Any:
+        opt_g, sched_g = exponential_decay_adamw(
+            trainable(self.model),
+            self.learning_rate,
+            self.betas,
+            self.eps,
+            self.weight_decay,
+            self.lr_decay,
+        )
+        opt_d, sched_d = exponential_decay_adamw(
+            trainable(self.discriminator),
+            self.learning_rate,
+            self.betas,
+            self.eps,
+            self.weight_decay,
+            self.lr_decay,
+        )
+        return [opt_g, opt_d], [sched_g, sched_d]
+
+    # ---- what a subclass provides ----------------------------------------------------------
+
+    def generate(self, batch: Any) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        """(fake [B, 1, N], real [B, 1, N], anything :meth:`reconstruction_terms` needs)."""
+        raise NotImplementedError
+
+    def reconstruction_terms(
+        self, batch: Any, fake: Tensor, real: Tensor, extra: dict[str, Any]
+    ) -> dict[str, Tensor]:
+        """Weighted non-adversarial generator losses by logged name (e.g. ``{"mel": 45 · L1}``)."""
+        raise NotImplementedError
+
+    # ---- the step ------------------------------------------------------------------------------
+
+    def discriminator_loss(self, real: Tensor, fake: Tensor) -> Tensor:
+        """LSGAN discriminator loss on real and (detached) generated audio [B, 1, N]."""
+        real_logits, _ = self.discriminator(real)
+        fake_logits, _ = self.discriminator(fake.detach())
+        return self.gan_loss.discriminator_loss(real_logits, fake_logits)
+
+    def adversarial_terms(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """Weighted generator GAN terms: ``adversarial`` (LSGAN) and ``feature_matching``."""
+        with torch.no_grad():
+            _, real_features = self.discriminator(real)
+        fake_logits, fake_features = self.discriminator(fake)
+        return {
+            "adversarial": self.adversarial_weight * self.gan_loss.generator_loss(fake_logits),
+            "feature_matching": self.feature_matching_weight
+            * self.feature_matching_loss(real_features, fake_features),
+        }
+
+    @contextmanager
+    def _optimizing(self, optimizer: Any) -> Iterator[None]:
+        # toggle_optimizer freezes the other network, so its parameters get no gradient
+        self.toggle_optimizer(optimizer)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(optimizer)
+
+    def _update(self, optimizer: Any, loss: Tensor, parameters: list[nn.Parameter]) -> Tensor:
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        norm = gradient_norm(parameters)  # before clipping (under 16-mixed: of the scaled gradients)
+        if self.grad_clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        return norm
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        fake, real, extra = self.generate(batch)
+
+        with self._optimizing(opt_d):
+            d_loss = self.discriminator_loss(real, fake)
+            d_norm = self._update(opt_d, d_loss, list(self.discriminator.parameters()))
+
+        with self._optimizing(opt_g):
+            terms = self.reconstruction_terms(batch, fake, real, extra) | self.adversarial_terms(real, fake)
+            g_loss = torch.stack(list(terms.values())).sum()
+            g_norm = self._update(opt_g, g_loss, list(self.model.parameters()))
+
+        batch_size = real.shape[0]
+        self.log_dict(
+            {f"train/{name}": value.detach() for name, value in terms.items()}, batch_size=batch_size
+        )
+        self.log_dict(
+            {
+                "train/generator": g_loss.detach(),
+                "train/discriminator": d_loss.detach(),
+                "train/grad_norm_generator": g_norm,
+                "train/grad_norm_discriminator": d_norm,
+                "train/lr": torch.tensor(opt_g.param_groups[0]["lr"]),
+            },
+            prog_bar=False,
+            batch_size=batch_size,
+        )
+        self.log("loss", g_loss.detach(), prog_bar=True, logger=False, batch_size=batch_size)
+
+    def on_train_epoch_end(self) -> None:
+        for scheduler in self.lr_schedulers():
+            scheduler.step()

@@ -1,0 +1,90 @@
+"""``hierspeech2 export CKPT OUT_DIR``: a Lightning training checkpoint → native model folder.
+
+The task's ``on_save_checkpoint`` records the trained model's class and constructor config;
+export rebuilds that model, loads its weights strictly and writes ``config.json`` +
+``model.safetensors`` with ``save_pretrained``, which ``hierspeech2.load_model(OUT_DIR)``
+reads. Works on a finished run and on any intermediate (``last.ckpt``) one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import _json_to_constructor
+from ..errors import CheckpointError
+from .base import EXPORT_KEY
+
+logger = logging.getLogger(__name__)
+
+
+def _model_class(name: str) -> type[nn.Module]:
+    from .. import models
+
+    cls = getattr(models, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module) and hasattr(cls, "save_pretrained")):
+        raise CheckpointError(
+            f"the checkpoint names model class {name!r}, which hierspeech2.models does not export"
+        )
+    return cls
+
+
+def export(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Write the model trained in ``checkpoint_path`` (a Lightning ``.ckpt``) to ``out_dir`` in the native format."""
+    checkpoint_path, out_dir = Path(checkpoint_path), Path(out_dir)
+    if not checkpoint_path.is_file():
+        raise CheckpointError(f"training checkpoint not found: {checkpoint_path}")
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a foreign or corrupt file
+        raise CheckpointError(f"cannot read {checkpoint_path} as a Lightning checkpoint: {error}") from error
+    meta = checkpoint.get(EXPORT_KEY) if isinstance(checkpoint, dict) else None
+    if meta is None:
+        raise CheckpointError(
+            f"{checkpoint_path} has no {EXPORT_KEY!r} record: it was not written by a hierspeech2 task "
+            "(hierspeech2.tasks.TTVTask, SpeechSRTask, ...)"
+        )
+    cls = _model_class(meta["model_class"])
+    model = cls(**{key: _json_to_constructor(value) for key, value in meta["model_config"].items()})
+    prefix = meta["state_prefix"]
+    state = {
+        key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)
+    }
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"the weights in {checkpoint_path} do not fit {cls.__name__}: {error}"
+        ) from error
+    model.save_pretrained(out_dir)
+    logger.info("exported %s to %s", cls.__name__, out_dir)
+    return out_dir
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``hierspeech2 export CKPT OUT_DIR``."""
+    parser = argparse.ArgumentParser(
+        prog="hierspeech2 export",
+        description="Export a Lightning training checkpoint to a native model folder (config.json + model.safetensors).",
+    )
+    parser.add_argument(
+        "checkpoint", type=Path, help="Lightning checkpoint (.ckpt) written by `lightning fit`"
+    )
+    parser.add_argument(
+        "out_dir", type=Path, help="folder to write; load it with hierspeech2.load_model(out_dir)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        export(args.checkpoint, args.out_dir)
+    except CheckpointError as error:
+        parser.exit(1, f"hierspeech2 export: error: {error}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""SpeechSR training: 16 kHz → 24/48 kHz generator against MPD + multi-resolution STFT discriminators.
+
+The authors released SpeechSR's weights and configs but no trainer; the objective here is
+the one their configs and the HierSpeech++ paper describe: log-mel L1 at the target rate
+(× ``c_mel`` 45), least-squares GAN and feature matching, AdamW 1e-4, betas (0.8, 0.99),
+per-epoch decay 0.999 (24k) / 0.995 (48k), segments of 9 600 target-rate samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..audio import LogMelSpectrogram
+from ..data.batch import SpeechSRBatch, length_mask
+from ..models.speechsr import SpeechSR
+from ..nn.discriminators import RESOLUTIONS, RESOLUTIONS_48K, MultiDiscriminator
+from ..nn.losses import MelL1Loss
+from .base import GANTask
+
+# The mel settings of the official SpeechSR configs, by output rate.
+MEL_SETTINGS = {
+    24000: {
+        "sample_rate": 24000,
+        "n_fft": 960,
+        "win_length": 960,
+        "hop_length": 240,
+        "n_mels": 100,
+        "f_max": 12000.0,
+    },
+    48000: {
+        "sample_rate": 48000,
+        "n_fft": 1280,
+        "win_length": 1280,
+        "hop_length": 320,
+        "n_mels": 128,
+        "f_max": 24000.0,
+    },
+}
+
+
+def default_mel(output_rate: int) -> LogMelSpectrogram:
+    """The official mel front end for a SpeechSR output rate (24 or 48 kHz)."""
+    if output_rate not in MEL_SETTINGS:
+        raise ValueError(
+            f"no default mel settings for a {output_rate} Hz SpeechSR; pass mel=LogMelSpectrogram(...) "
+            f"(known rates: {sorted(MEL_SETTINGS)})"
+        )
+    return LogMelSpectrogram(**MEL_SETTINGS[output_rate])
+
+
+def default_discriminator(output_rate: int) -> MultiDiscriminator:
+    """MPD + 5 STFT discriminators (24 kHz) or 6 (48 kHz, adds 4096/1024/4096), as the official."""
+    return MultiDiscriminator(resolutions=RESOLUTIONS_48K if output_rate >= 48000 else RESOLUTIONS)
+
+
+class SpeechSRTask(GANTask):
+    """LightningModule training :class:`~hierspeech2.models.SpeechSR` on :class:`SpeechSRBatch` segments.
+
+    Args:
+        model: the generator; default the released 48 kHz configuration.
+        discriminator: default per output rate (see :func:`default_discriminator`).
+        mel: log-mel extractor at the output rate for the L1 loss; default per rate
+            (see :data:`MEL_SETTINGS`).
+        mel_weight: ``c_mel`` of the official configs.
+        Other arguments: see :class:`~hierspeech2.tasks.base.GANTask`.
+    """
+
+    def __init__(
+        self,
+        model: SpeechSR | None = None,
+        discriminator: MultiDiscriminator | None = None,
+        mel: LogMelSpectrogram | None = None,
+        learning_rate: float = 1e-4,
+        betas: tuple[float, float] = (0.8, 0.99),
+        eps: float = 1e-9,
+        weight_decay: float = 0.01,
+        lr_decay: float = 0.995,
+        mel_weight: float = 45.0,
+        adversarial_weight: float = 1.0,
+        feature_matching_weight: float = 1.0,
+        grad_clip: float | None = None,
+        init_from: str | None = None,
+        discriminator_init_from: str | None = None,
+        log_examples: int = 2,
+    ) -> None:
+        model = model if model is not None else SpeechSR()
+        super().__init__(
+            model,
+            discriminator if discriminator is not None else default_discriminator(model.output_rate),
+            learning_rate=learning_rate,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            lr_decay=lr_decay,
+            adversarial_weight=adversarial_weight,
+            feature_matching_weight=feature_matching_weight,
+            grad_clip=grad_clip,
+            init_from=init_from,
+            discriminator_init_from=discriminator_init_from,
+            log_examples=log_examples,
+        )
+        self.save_task_hyperparameters(("model", "discriminator", "mel"))
+        self.mel_weight = mel_weight
+        self.mel_loss = MelL1Loss(mel if mel is not None else default_mel(model.output_rate))
+
+    def generate(self, batch: SpeechSRBatch) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        fake = self.model(batch.low_rate)
+        length = min(fake.shape[-1], batch.high_rate.shape[-1])
+        return fake[..., :length], batch.high_rate[..., :length], {}
+
+    def _frame_mask(self, batch: SpeechSRBatch, num_samples: int) -> Tensor:
+        hop = self.mel_loss.mel.hop_length
+        return length_mask(batch.high_rate_lengths.clamp_max(num_samples) // hop, num_samples // hop)
+
+    def reconstruction_terms(
+        self, batch: SpeechSRBatch, fake: Tensor, real: Tensor, extra: dict[str, Any]
+    ) -> dict[str, Tensor]:
+        mask = self._frame_mask(batch, real.shape[-1])
+        return {"mel": self.mel_weight * self.mel_loss(fake, real, mask)}
+
+    def validation_step(self, batch: SpeechSRBatch, batch_idx: int) -> None:
+        fake, real, _ = self.generate(batch)
+        mel_l1 = self.mel_loss(fake, real, self._frame_mask(batch, real.shape[-1]))
+        self.log("val/mel_l1", mel_l1, batch_size=real.shape[0], sync_dist=True)
+        if batch_idx == 0 and self.trainer.is_global_zero:
+            rate = self.model.output_rate
+            for index in range(min(self.log_examples, real.shape[0])):
+                length = int(batch.high_rate_lengths[index].clamp_max(real.shape[-1]))
+                self.log_audio(f"val/{index}/generated", fake[index, 0, :length], rate)
+                if self.current_epoch == 0:
+                    self.log_audio(f"val/{index}/target", real[index, 0, :length], rate)
+                with torch.autocast(device_type=fake.device.type, enabled=False):
+                    mels = self.mel_loss.mel(
+                        torch.stack([fake[index, 0, :length], real[index, 0, :length]]).float()
+                    )
+                self.log_image(f"val/{index}/mel_generated", mels[0])
+                self.log_image(f"val/{index}/mel_target", mels[1])

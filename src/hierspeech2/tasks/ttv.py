@@ -1,0 +1,181 @@
+"""TextToVec training: the official ``train_ttv_v1.py`` objective as a LightningModule.
+
+Loss (names as logged, weights from ``ttv_v1/config.json``):
+
+- ``semantic``: L1 between decoded and ground-truth MMS features × ``c_mel`` 10;
+- ``kl``: VITS KL between the flowed posterior and the aligned text prior × ``c_kl`` 0.1;
+- ``f0``: L1 of log(F0 + 1) on a 60-frame (240 F0 frames) window × ``c_f0`` 1;
+- ``duration``: stochastic duration predictor's NLL per token of the MAS durations (× 1);
+- ``ctc``: CTC between the phoneme classifier on the posterior and the phoneme ids (× 1).
+
+The official trainer averages the semantic and F0 L1 over padded positions too; here
+every loss is masked (``masked_losses=False`` reproduces the official averages).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..audio import HOP_LENGTH, MODEL_SAMPLE_RATE
+from ..data.batch import F0_FRAMES_PER_HOP, TTVBatch
+from ..models.ttv import TextToVec, TextToVecTrainingOutput
+from ..nn.functional import length_mask, slice_segments
+from ..nn.losses import GaussianKLLoss, MaskedL1Loss
+from .base import TrainingTask, exponential_decay_adamw, gradient_norm, trainable
+
+CTC_BLANK = 0  # the pad symbol "_", which is also the interspersed blank of the token sequences
+
+
+class TTVTask(TrainingTask):
+    """LightningModule training :class:`~hierspeech2.models.TextToVec` on :class:`TTVBatch` utterances.
+
+    Args:
+        model: default the released "ttv_libritts_v1" configuration.
+        learning_rate, betas, eps, weight_decay, lr_decay: AdamW and its per-epoch decay
+            (official: 2e-4, (0.8, 0.99), 1e-9, AdamW's default 0.01, 0.999).
+        semantic_weight, kl_weight, f0_weight, duration_weight, ctc_weight: loss weights.
+        pitch_window: semantic frames the pitch predictor is trained on per utterance.
+        masked_losses: average L1 terms over valid frames only (False: the official averages,
+            which include padding).
+        init_from, log_examples: see :class:`~hierspeech2.tasks.base.TrainingTask`.
+    """
+
+    def __init__(
+        self,
+        model: TextToVec | None = None,
+        learning_rate: float = 2e-4,
+        betas: tuple[float, float] = (0.8, 0.99),
+        eps: float = 1e-9,
+        weight_decay: float = 0.01,
+        lr_decay: float = 0.999,
+        semantic_weight: float = 10.0,
+        kl_weight: float = 0.1,
+        f0_weight: float = 1.0,
+        duration_weight: float = 1.0,
+        ctc_weight: float = 1.0,
+        pitch_window: int = 60,
+        masked_losses: bool = True,
+        init_from: str | None = None,
+        log_examples: int = 2,
+    ) -> None:
+        super().__init__(
+            model if model is not None else TextToVec(), init_from=init_from, log_examples=log_examples
+        )
+        self.save_task_hyperparameters(("model",))
+        self.weights = {
+            "semantic": semantic_weight,
+            "kl": kl_weight,
+            "f0": f0_weight,
+            "duration": duration_weight,
+            "ctc": ctc_weight,
+        }
+        self.pitch_window = pitch_window
+        self.l1 = MaskedL1Loss(masked=masked_losses)
+        self.kl = GaussianKLLoss()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer, scheduler = exponential_decay_adamw(
+            trainable(self.model), hp.learning_rate, tuple(hp.betas), hp.eps, hp.weight_decay, hp.lr_decay
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def forward(self, batch: TTVBatch) -> TextToVecTrainingOutput:
+        return self.model(
+            batch.semantic,
+            batch.semantic_lengths,
+            batch.tokens,
+            batch.token_lengths,
+            batch.mel,
+            pitch_window=self.pitch_window,
+        )
+
+    def f0_window(self, batch: TTVBatch, starts: Tensor) -> tuple[Tensor, Tensor]:
+        """Ground-truth log F0 [B, 1, 4 S] on each row's pitch window and its validity mask [B, 1, 4 S]."""
+        size = self.pitch_window * F0_FRAMES_PER_HOP
+        log_f0 = batch.log_f0
+        log_f0 = F.pad(log_f0, (0, max(size - log_f0.shape[-1], 0)))
+        f0_starts = starts * F0_FRAMES_PER_HOP
+        target = slice_segments(log_f0, f0_starts, size)
+        valid = (batch.semantic_lengths * F0_FRAMES_PER_HOP - f0_starts).clamp(0, size)
+        return target, length_mask(valid, size, dtype=target.dtype)
+
+    def losses(self, batch: TTVBatch, out: TextToVecTrainingOutput) -> dict[str, Tensor]:
+        """Unweighted loss terms by name."""
+        f0_target, f0_mask = self.f0_window(batch, out.pitch_window_starts)
+        log_probs = out.phoneme_logits.float().log_softmax(dim=1).permute(2, 0, 1)  # [T, B, V] for CTC
+        return {
+            "semantic": self.l1(out.semantic_pred, batch.semantic, out.frame_mask),
+            "kl": self.kl(
+                out.posterior_in_prior_space,
+                out.posterior_log_std,
+                out.prior_mean,
+                out.prior_log_std,
+                out.frame_mask,
+            ),
+            "f0": self.l1(out.log_f0_pred, f0_target, f0_mask),
+            "duration": out.duration_nll.float().sum() / out.text_mask.sum(),
+            "ctc": F.ctc_loss(
+                log_probs,
+                batch.phonemes,
+                batch.semantic_lengths,
+                batch.phoneme_lengths,
+                blank=CTC_BLANK,
+                zero_infinity=True,
+            ),
+        }
+
+    def training_step(self, batch: TTVBatch, batch_idx: int) -> Tensor:
+        terms = self.losses(batch, self(batch))
+        weighted = {name: self.weights[name] * value for name, value in terms.items()}
+        loss = torch.stack(list(weighted.values())).sum()
+        batch_size = batch.batch_size
+        self.log_dict(
+            {f"train/{name}": value.detach() for name, value in weighted.items()}, batch_size=batch_size
+        )
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
+        return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.log("train/grad_norm", gradient_norm(self.model.parameters()))
+
+    def validation_step(self, batch: TTVBatch, batch_idx: int) -> None:
+        out = self(batch)
+        terms = self.losses(batch, out)
+        weighted = {name: self.weights[name] * value for name, value in terms.items()}
+        self.log_dict(
+            {f"val/{name}": value for name, value in weighted.items()},
+            batch_size=batch.batch_size,
+            sync_dist=True,
+        )
+        self.log(
+            "val/loss",
+            torch.stack(list(weighted.values())).sum(),
+            batch_size=batch.batch_size,
+            sync_dist=True,
+        )
+        if batch_idx == 0 and self.trainer.is_global_zero:
+            self._log_examples(batch, out)
+
+    def _log_examples(self, batch: TTVBatch, out: TextToVecTrainingOutput) -> None:
+        """Ground-truth / reconstructed / synthesised semantic features as images; the source audio."""
+        for index in range(min(self.log_examples, batch.batch_size)):
+            frames = int(batch.semantic_lengths[index])
+            tokens = batch.tokens[index : index + 1, : int(batch.token_lengths[index])]
+            semantic, log_f0 = self.model.infer(
+                tokens,
+                batch.token_lengths[index : index + 1],
+                batch.mel[index : index + 1, :, :frames],
+                batch.semantic_lengths[index : index + 1],
+            )
+            self.log_image(f"val/{index}/semantic_target", batch.semantic[index, :, :frames])
+            self.log_image(f"val/{index}/semantic_reconstructed", out.semantic_pred[index, :, :frames])
+            self.log_image(f"val/{index}/semantic_synthesised", semantic[0])
+            self.log_image(f"val/{index}/log_f0_synthesised", log_f0[0])
+            self.log_image(f"val/{index}/mel_prompt", batch.mel[index, :, :frames])
+            if self.current_epoch == 0:
+                audio = batch.audio[index, 0, : frames * HOP_LENGTH]
+                self.log_audio(f"val/{index}/audio", audio, MODEL_SAMPLE_RATE)

@@ -1,0 +1,48 @@
+"""The ``lightning`` command (also ``hierspeech2 fit|validate|test|predict``): a LightningCLI over any task.
+
+Model and datamodule are given by class path in a recipe (subclass mode), so any
+LightningModule / LightningDataModule works, e.g.::
+
+    lightning fit -c recipes/ttv.yaml
+    lightning fit -c recipes/speechsr48k.yaml --trainer.devices 4 --trainer.strategy ddp --trainer.precision bf16-mixed
+    lightning fit -c recipes/ttv.yaml --model.init_from ttv-lt960          # fine-tune released weights
+    lightning fit -c recipes/ttv.yaml --ckpt_path last                     # resume
+    lightning fit -c recipes/ttv.yaml --print_config                       # the fully resolved config
+
+Precision, devices, nodes and strategy are Trainer options; nothing here touches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+from lightning.pytorch.cli import LightningCLI
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class HierSpeechCLI(LightningCLI):
+    """LightningCLI in subclass mode for model and data, saving the resolved config next to the logs."""
+
+    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=pl.LightningModule,
+            datamodule_class=pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "lightning"},
+            args=list(args) if args is not None else None,
+            run=run,
+            auto_configure_optimizers=False,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``lightning`` console script; ``argv`` defaults to ``sys.argv[1:]``."""
+    HierSpeechCLI(args=argv)
+
+
+if __name__ == "__main__":
+    main()
