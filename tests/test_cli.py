@@ -62,3 +62,13 @@ def test_bad_usage_exits_2() -> None:
 def test_help_has_examples() -> None:
     result = run_cli("sr", "--help")
     assert result.returncode == 0 and "examples:" in result.stdout
+
+
+def test_training_and_data_commands_are_wired() -> None:
+    listing = run_cli("--help").stdout
+    for command in ("preprocess", "fit", "validate", "test", "predict", "export"):
+        assert command in listing
+    assert "--model {backbone,ttv,speechsr}" in run_cli("preprocess", "--help").stdout
+    assert "checkpoint" in run_cli("export", "--help").stdout
+    fit_help = run_cli("fit", "--help")
+    assert fit_help.returncode == 0 and "--config" in fit_help.stdout

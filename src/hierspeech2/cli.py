@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
@@ -17,24 +21,50 @@ log = logging.getLogger("hierspeech2")
 DEFAULT_VC_MODEL = "hierspeech2-vc"
 DEFAULT_TTS_MODEL = "hierspeech2-tts"
 DEFAULT_SR_RATE = 48000
+DTYPES = ("float32", "float16", "bfloat16")
+OUTPUT_FORMATS = ("wav", "flac", "ogg")
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 EPILOG_SR = """examples:
   hierspeech2 sr speech_16k.wav -o speech_48k.wav                  # packaged weights, no network
-  hierspeech2 sr speech.flac -o speech_24k.wav --rate 24000
+  hierspeech2 sr speech.flac -o speech_24k.flac --output-rate 24000
+  hierspeech2 sr recording_2h.wav -o recording_48k.wav             # any length, memory stays flat
+  hierspeech2 sr recordings/ -o recordings_48k/ --format flac      # a whole folder (recursively)
   hierspeech2 sr speech.wav -o speech_48k.wav --model speechsr-48k  # registry download, sha256-verified
 """
 EPILOG_VC = """examples:
   hierspeech2 vc source.wav voice.wav -o converted.wav                # hierspeech2-vc from the Hub
+  hierspeech2 vc lecture_1h.wav voice.wav -o lecture.flac --seed 0    # any length, in overlapping windows
+  hierspeech2 vc --batch pairs.tsv --batch-size 4                     # rows: source<TAB>target<TAB>output
+  hierspeech2 vc source.wav voice.wav -o converted.wav --denoise-ratio 0   # no prompt denoising
   hierspeech2 vc source.wav voice.wav -o converted.wav --backbone hierspeechpp_v2_ckpt.pth --mms facebook/mms-300m
+
+Batch files: tab-separated, one job per line, an optional header line, '#' comments; relative
+paths are relative to the batch file. A failing row is reported and skipped; the exit code is 1
+if any row failed.
 """
 EPILOG_TTS = """examples:
   hierspeech2 tts "Hello there." --prompt voice.wav -o hello.wav        # hierspeech2-tts from the Hub
+  hierspeech2 tts --text-file chapter1.txt --prompt voice.wav -o chapter1.flac   # any length
+  hierspeech2 tts --batch jobs.tsv --batch-size 8                       # rows: text<TAB>prompt<TAB>output
   hierspeech2 tts "Hello there." --prompt voice.wav -o hello.wav \\
       --ttv ttv_lt960_ckpt.pth --backbone hierspeechpp_v1.1_ckpt.pth
+
+Long text is split at sentence and clause boundaries into pieces of at most --max-chars
+characters, spoken with one prompt encoding and joined with short pauses.
+Batch files: tab-separated, one job per line, an optional header line, '#' comments; relative
+paths are relative to the batch file. A failing row is reported and skipped; the exit code is 1
+if any row failed.
 """
 EPILOG_MODELS = """The registry is the checkpoints.yaml packaged with hierspeech2, or the file named by
 $HIERSPEECH2_REGISTRY. Downloads go to the Hugging Face cache ($HF_HOME); set HF_HUB_OFFLINE=1
-to use only what is cached, HF_ENDPOINT to use a mirror."""
+to use only what is cached, HF_ENDPOINT to use a mirror.
+
+examples:
+  hierspeech2 models
+  hierspeech2 models --family speechsr
+"""
 EPILOG_DOWNLOAD = """examples:
   hierspeech2 download hierspeech2-tts hierspeech2-vc   # then copy $HF_HOME to an offline cluster
 """
@@ -44,21 +74,40 @@ EPILOG_CONVERT = """examples:
 """
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+class UsageError(HierSpeechError):
+    """A command line that cannot work (exit code 2)."""
+
+
+# ------------------------------------------------------------------------------------------ parser
+
+
+def _add_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, help="output audio file (.wav, .flac, .ogg)"
+        "--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1 …"
     )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="float32", help="weights and compute precision (default: float32)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
-    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="items (windows, text pieces) per model call",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress bar)")
+
+
+def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("-o", "--output", type=Path, default=None, help=f"{what} (.wav, .flac, .ogg)")
 
 
 def _add_synthesis(parser: argparse.ArgumentParser, default_model: str) -> None:
     parser.add_argument(
         "--model",
         default=default_model,
-        help=f"registry pipeline whose checkpoints are used (default: {default_model}; "
-        "see `hierspeech2 models`)",
+        help=f"registry pipeline whose checkpoints are used (default: {default_model}; see `hierspeech2 models`)",
     )
     parser.add_argument(
         "--backbone",
@@ -67,35 +116,62 @@ def _add_synthesis(parser: argparse.ArgumentParser, default_model: str) -> None:
         "native folder or hf://owner/repo",
     )
     parser.add_argument(
+        "--denoiser",
+        default=None,
+        help="MP-SENet prompt denoiser instead of the model's (registry name, official file such as g_best, "
+        "native folder)",
+    )
+    parser.add_argument(
+        "--denoise-ratio",
+        type=float,
+        default=None,
+        help="weight of the denoised prompt's style, 0–1 (default: 0.8 as the official scripts when a denoiser "
+        "is configured; 0 skips denoising)",
+    )
+    parser.add_argument(
         "--output-rate",
         type=int,
         choices=(16000, 24000, 48000),
         default=48000,
-        help="16000 skips super-resolution; 24000/48000 run the packaged SpeechSR",
+        help="16000 skips super-resolution; 24000/48000 run the packaged SpeechSR (default: 48000)",
     )
     parser.add_argument("--noise-scale", type=float, default=0.333, help="prior noise of the backbone")
-
-
-def _add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hierspeech2", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hierspeech2 {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    raw = argparse.RawDescriptionHelpFormatter
+    for name, (add, _) in COMMANDS.items():
+        add(commands, name)
+    for name, summary in TRAINING_COMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False)
+    return parser
 
+
+def _formatter() -> type[argparse.HelpFormatter]:
+    return argparse.RawDescriptionHelpFormatter
+
+
+def _add_sr_parser(commands, name: str) -> None:
     sr = commands.add_parser(
-        "sr", help="speech super-resolution to 24/48 kHz", epilog=EPILOG_SR, formatter_class=raw
+        name, help="speech super-resolution to 24/48 kHz", epilog=EPILOG_SR, formatter_class=_formatter()
     )
-    sr.add_argument("input", type=Path, help="input audio file (any sample rate; resampled to 16 kHz first)")
     sr.add_argument(
+        "input", type=Path, help="input audio file or folder (any sample rate; resampled to 16 kHz first)"
+    )
+    _add_output(sr, "output audio file, or output folder when the input is a folder")
+    sr.add_argument(
+        "--output-rate",
         "--rate",
+        dest="rate",
         type=int,
         choices=(24000, 48000),
         default=None,
         help=f"output sample rate (default: the model's, else {DEFAULT_SR_RATE})",
+    )
+    sr.add_argument(
+        "--format", choices=OUTPUT_FORMATS, default="wav", help="output format for a folder (default: wav)"
     )
     source = sr.add_mutually_exclusive_group()
     source.add_argument(
@@ -109,11 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="official SpeechSR .pth (default: the weights packaged with hierspeech2)",
     )
-    _add_common(sr)
+    _add_runtime(sr)
 
-    vc = commands.add_parser("vc", help="zero-shot voice conversion", epilog=EPILOG_VC, formatter_class=raw)
-    vc.add_argument("source", type=Path, help="speech whose words and melody are kept")
-    vc.add_argument("target", type=Path, help="voice prompt (3–10 s of the target speaker)")
+
+def _add_vc_parser(commands, name: str) -> None:
+    vc = commands.add_parser(
+        name, help="zero-shot voice conversion", epilog=EPILOG_VC, formatter_class=_formatter()
+    )
+    vc.add_argument(
+        "source", type=Path, nargs="?", help="speech whose words and melody are kept (any length)"
+    )
+    vc.add_argument("target", type=Path, nargs="?", help="voice prompt (3–10 s of the target speaker)")
+    vc.add_argument("--batch", type=Path, default=None, help="TSV of jobs: source, target, output")
+    _add_output(vc, "output audio file")
     _add_synthesis(vc, DEFAULT_VC_MODEL)
     vc.add_argument(
         "--mms",
@@ -121,84 +205,159 @@ def build_parser() -> argparse.ArgumentParser:
         help="semantic encoder instead of the model's: registry name, Hub id (facebook/mms-300m) "
         "or local transformers folder",
     )
-    _add_common(vc)
+    _add_runtime(vc)
 
-    tts = commands.add_parser("tts", help="zero-shot text-to-speech", epilog=EPILOG_TTS, formatter_class=raw)
-    tts.add_argument("text", help="text to speak (English)")
-    tts.add_argument("--prompt", required=True, type=Path, help="voice/prosody prompt audio")
+
+def _add_tts_parser(commands, name: str) -> None:
+    tts = commands.add_parser(
+        name, help="zero-shot text-to-speech", epilog=EPILOG_TTS, formatter_class=_formatter()
+    )
+    tts.add_argument("text", nargs="?", help="text to speak (English, any length)")
+    tts.add_argument("--text-file", type=Path, default=None, help="UTF-8 text file to speak instead of TEXT")
+    tts.add_argument("--batch", type=Path, default=None, help="TSV of jobs: text, prompt, output")
+    tts.add_argument("--prompt", type=Path, default=None, help="voice/prosody prompt audio")
+    _add_output(tts, "output audio file")
     tts.add_argument(
         "--ttv",
         default=None,
         help="TextToVec checkpoint instead of the model's: registry name, official .pth, native folder "
         "or hf://owner/repo",
     )
-    tts.add_argument("--noise-scale-ttv", type=float, default=0.333)
+    tts.add_argument(
+        "--noise-scale-ttv", type=float, default=0.333, help="prior noise of the text-to-vec model"
+    )
     tts.add_argument("--noise-scale-w", type=float, default=1.0, help="duration noise")
     tts.add_argument("--length-scale", type=float, default=1.0, help=">1 speaks slower")
+    tts.add_argument(
+        "--max-chars", type=int, default=None, help="longest piece of text spoken in one go (default: 200)"
+    )
     _add_synthesis(tts, DEFAULT_TTS_MODEL)
-    _add_common(tts)
+    _add_runtime(tts)
 
+
+def _add_models_parser(commands, name: str) -> None:
     models = commands.add_parser(
-        "models",
+        name,
         help="list the registry: name, family, size, cached",
         epilog=EPILOG_MODELS,
-        formatter_class=raw,
+        formatter_class=_formatter(),
     )
     models.add_argument(
-        "--family", default=None, help="only this family (backbone, ttv, speechsr, mms, tts, vc)"
+        "--family", default=None, help="only this family (backbone, ttv, speechsr, mms, denoiser, tts, vc)"
     )
-    _add_quiet(models)
+    models.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
+
+def _add_download_parser(commands, name: str) -> None:
     download = commands.add_parser(
-        "download",
+        name,
         help="pre-fetch and verify checkpoints for offline use",
         epilog=EPILOG_DOWNLOAD,
-        formatter_class=raw,
+        formatter_class=_formatter(),
     )
     download.add_argument("names", nargs="+", metavar="NAME", help="registry names (`hierspeech2 models`)")
     download.add_argument("--revision", default=None, help="branch, tag or commit instead of the registry's")
-    _add_quiet(download)
+    download.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
+
+def _add_convert_parser(commands, name: str) -> None:
     convert = commands.add_parser(
-        "convert",
+        name,
         help="official .pth → native folder (config.json + model.safetensors)",
         epilog=EPILOG_CONVERT,
-        formatter_class=raw,
+        formatter_class=_formatter(),
     )
     convert.add_argument("checkpoint", help="official .pth file, or a registry name")
     convert.add_argument("out_dir", type=Path, help="folder to write (created; existing files replaced)")
     convert.add_argument(
         "--family",
-        choices=("backbone", "ttv", "speechsr"),
+        choices=("backbone", "ttv", "speechsr", "denoiser"),
         default=None,
         help="model family (default: recognised from the checkpoint's keys)",
     )
     convert.add_argument(
         "--config",
         default=None,
-        help="constructor arguments as JSON, for non-released configurations, "
-        "e.g. '{\"upsample_ratio\": 1.5}'",
+        help="constructor arguments as JSON, for non-released configurations, e.g. '{\"upsample_ratio\": 1.5}'",
     )
-    _add_quiet(convert)
-    return parser
+    convert.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def _speechsr(rate: int, checkpoint: Path | None, device: str):
+# ------------------------------------------------------------------------------------- shared parts
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    device: str
+    dtype: object  # torch.dtype (torch is imported lazily)
+
+
+def _runtime(args: argparse.Namespace) -> _Runtime:
+    import torch
+
+    spec = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    spec = "cpu" if spec == "auto" else spec
+    try:
+        device = torch.device(spec)
+    except RuntimeError as error:
+        raise UsageError(
+            f"--device {args.device!r} is not a torch device ({error}); use cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HierSpeechError(
+            f"--device {args.device}: CUDA is not available on this machine; use --device cpu"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise HierSpeechError(
+            f"--device {args.device}: MPS is not available on this machine; use --device cpu"
+        )
+    return _Runtime(str(device), getattr(torch, args.dtype))
+
+
+_FORMAT_ALIASES = {"AIF": "AIFF", "OGA": "OGG", "OPUS": "OGG"}  # as hierspeech2.audio.save_audio reads them
+
+
+def _check_output(path: Path) -> None:
+    """An output extension soundfile cannot write fails now, not after the models have run."""
+    import soundfile as sf
+
+    extension = path.suffix.lstrip(".").upper()
+    if _FORMAT_ALIASES.get(extension, extension) not in sf.available_formats():
+        raise HierSpeechError(
+            f"cannot tell the audio format from the extension of {path}; use .wav, .flac or .ogg"
+        )
+
+
+def _require_audio(path: Path, what: str) -> None:
+    """Fail before any model is loaded when an input file is missing or not audio."""
+    import soundfile as sf
+
+    if not path.exists():
+        raise HierSpeechError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise HierSpeechError(f"{what} {path} is a folder, not an audio file")
+    try:
+        sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
+        raise HierSpeechError(f"cannot read {what} {path} as audio ({_one_line(error)})") from None
+
+
+def _speechsr(rate: int, checkpoint: Path | None, runtime: _Runtime):
     from .models import SpeechSR
 
     model = SpeechSR.from_packaged(rate) if checkpoint is None else SpeechSR.from_official(checkpoint)
     if model.output_rate != rate:
         raise HierSpeechError(
-            f"{checkpoint} is a {model.output_rate} Hz SpeechSR, but --rate {rate} was asked"
+            f"{checkpoint} is a {model.output_rate} Hz SpeechSR, but --output-rate {rate} was asked"
         )
-    return model.to(device)
+    return model.to(runtime.device, runtime.dtype)
 
 
-def _load(spec: str, expected: str, option: str, device: str):
+def _load(spec: str, expected: str, option: str, runtime: _Runtime):
     """``load_model(spec)``, checked to be a ``expected`` (class name) model."""
     from .registry import load_model
 
-    model = load_model(spec, device=device)
+    model = load_model(spec, device=runtime.device, dtype=runtime.dtype)
     if type(model).__name__ != expected:
         raise HierSpeechError(f"{option} {spec} is a {type(model).__name__}, not a {expected}")
     return model
@@ -216,7 +375,7 @@ def _components(model: str, family: str) -> dict[str, str]:
     return dict(entry.components)
 
 
-def _semantic_encoder(spec: str, device: str):
+def _semantic_encoder(spec: str, runtime: _Runtime):
     from .registry import default_registry
     from .ssl import SemanticEncoder
 
@@ -224,69 +383,275 @@ def _semantic_encoder(spec: str, device: str):
     encoder = (
         SemanticEncoder.from_pretrained(spec)
         if is_hub_id
-        else _load(spec, "SemanticEncoder", "--mms", device)
+        else _load(spec, "SemanticEncoder", "--mms", runtime)
     )
-    return encoder.to(device)
+    return encoder.to(runtime.device, runtime.dtype)
+
+
+def _check_synthesis_usage(args: argparse.Namespace) -> None:
+    if args.denoise_ratio is not None and not 0.0 <= args.denoise_ratio <= 1.0:
+        raise UsageError(f"--denoise-ratio must be between 0 and 1, got {args.denoise_ratio}")
+
+
+def _synthesis_parts(args: argparse.Namespace, components: dict[str, str], runtime: _Runtime) -> dict:
+    denoiser_spec = args.denoiser or components.get("denoiser")
+    if args.denoise_ratio and not denoiser_spec:
+        raise UsageError(
+            f"--denoise-ratio {args.denoise_ratio} needs a prompt denoiser, and --model {args.model} has none; "
+            "pass --denoiser denoiser (the registry's MP-SENet) or --denoise-ratio 0"
+        )
+    backbone = _load(args.backbone or components["backbone"], "HierSpeech2", "--backbone", runtime)
+    speechsr = None if args.output_rate == 16000 else _speechsr(args.output_rate, None, runtime)
+    denoiser = None
+    if denoiser_spec and args.denoise_ratio != 0:  # --denoise-ratio 0 needs no denoiser: none is loaded
+        denoiser = _load(denoiser_spec, "MPSENet", "--denoiser", runtime)
+    return {"backbone": backbone, "speechsr": speechsr, "denoiser": denoiser}
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    cells: tuple[str, ...]
+
+
+def _read_batch(path: Path, columns: tuple[str, ...]) -> list[_Row | HierSpeechError]:
+    """Rows of a tab-separated batch file; a malformed row becomes an error for that row only."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HierSpeechError(f"batch file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise HierSpeechError(f"cannot read batch file {path}: {error}") from None
+    rows: list[_Row | HierSpeechError] = []
+    lines = [
+        (n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")
+    ]
+    for number, cells in (
+        (n, next(csv.reader([line], delimiter="\t", quoting=csv.QUOTE_NONE))) for n, line in lines
+    ):
+        cells = [cell.strip() for cell in cells]
+        if not rows and [c.lower() for c in cells] == list(columns):
+            continue  # header
+        if len(cells) != len(columns) or not all(cells):
+            rows.append(
+                HierSpeechError(
+                    f"{path.name} line {number}: expected {len(columns)} non-empty tab-separated columns "
+                    f"({', '.join(columns)}), got {len(cells)}"
+                )
+            )
+            continue
+        rows.append(_Row(number, tuple(cells)))
+    if not rows:
+        raise HierSpeechError(f"batch file {path} has no jobs (expected rows of: {', '.join(columns)})")
+    return rows
+
+
+def _relative_to(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _report(command: str, labels: list[str], results: Sequence, early: dict[int, BaseException]) -> None:
+    """One line per failed item, a summary, and :class:`_BatchFailed` if anything failed.
+
+    ``results`` are those of the items not in ``early`` (failed before the run), in order.
+    """
+    failed = 0
+    remaining = iter(results)
+    for index, label in enumerate(labels):
+        error = early.get(index)
+        if error is None:
+            result = next(remaining)
+            if result.ok:
+                log.info("wrote %s", result.path)
+                continue
+            error = result.error
+        failed += 1
+        print(f"hierspeech2 {command}: {label}: error: {_one_line(error)}", file=sys.stderr)
+    if failed:
+        raise _BatchFailed(
+            f"{failed} of {len(labels)} items failed (reported above); the others were written"
+        )
+    log.info("all %d items written", len(labels))
+
+
+class _BatchFailed(HierSpeechError):
+    """Some items of a batch failed (each already reported)."""
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+# ------------------------------------------------------------------------------------------ commands
 
 
 def _run_sr(args: argparse.Namespace) -> None:
-    from .audio import save_audio
-    from .pipelines import SuperResolution
+    if args.output is None:
+        raise UsageError("sr needs -o/--output (a file, or a folder when the input is a folder)")
+    is_folder = args.input.is_dir()
+    if not is_folder:
+        _require_audio(args.input, "input audio")
+        _check_output(args.output)
+    runtime = _runtime(args)
+    from .pipelines import SuperResolution  # after the checks that need no torch
 
     if args.model is not None:
-        model = _load(args.model, "SpeechSR", "--model", args.device)
+        model = _load(args.model, "SpeechSR", "--model", runtime)
         if args.rate is not None and args.rate != model.output_rate:
             raise HierSpeechError(
                 f"--model {args.model} outputs {model.output_rate} Hz, but --rate {args.rate} was asked"
             )
     else:
-        model = _speechsr(args.rate or DEFAULT_SR_RATE, args.checkpoint, args.device)
-    wav, rate = SuperResolution(model)(args.input)
-    save_audio(args.output, wav, rate)
-    log.info("wrote %s (%.2f s at %d Hz)", args.output, wav.numel() / rate, rate)
+        model = _speechsr(args.rate or DEFAULT_SR_RATE, args.checkpoint, runtime)
+    pipeline = SuperResolution(model, batch_size=args.batch_size or 1)
+    if not is_folder:
+        path = pipeline.process_file(args.input, args.output, progress=_progress(args))
+        log.info("wrote %s (%d Hz)", path, pipeline.output_rate)
+        return
+    if args.output.exists() and not args.output.is_dir():
+        raise UsageError(f"the input is a folder, so -o must be a folder too, but {args.output} is a file")
+    inputs = _audio_files(args.input)
+    outputs = [args.output / path.relative_to(args.input).with_suffix(f".{args.format}") for path in inputs]
+    results = pipeline.process_many(list(zip(inputs, outputs)), progress=_progress(args))
+    _report("sr", [str(path) for path in inputs], results, {})
 
 
-def _backbone_and_speechsr(args: argparse.Namespace, components: dict[str, str]):
-    backbone = _load(args.backbone or components["backbone"], "HierSpeech2", "--backbone", args.device)
-    speechsr = None if args.output_rate == 16000 else _speechsr(args.output_rate, None, args.device)
-    return backbone, speechsr
+def _audio_files(folder: Path) -> list[Path]:
+    import soundfile as sf
+
+    extensions = {f".{name.lower()}" for name in sf.available_formats()} | {".oga", ".opus"}
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+    if not files:
+        raise HierSpeechError(
+            f"no audio files in {folder} (looked for {', '.join(sorted(extensions)[:8])} …)"
+        )
+    return files
 
 
 def _run_vc(args: argparse.Namespace) -> None:
-    from .audio import save_audio
-    from .pipelines import VoiceConversion
-
+    if args.batch is None and (args.source is None or args.target is None or args.output is None):
+        raise UsageError("vc needs SOURCE TARGET -o OUTPUT, or --batch pairs.tsv")
+    if args.batch is not None and (args.source is not None or args.output is not None):
+        raise UsageError(
+            "--batch takes its sources, targets and outputs from the file; drop SOURCE/TARGET/-o"
+        )
+    _check_synthesis_usage(args)
+    rows = _read_batch(args.batch, ("source", "target", "output")) if args.batch else None
+    if rows is None:
+        _require_audio(args.source, "source audio")
+        _require_audio(args.target, "target (voice prompt) audio")
+        _check_output(args.output)
     components = _components(args.model, "vc")
-    backbone, speechsr = _backbone_and_speechsr(args, components)
-    encoder = _semantic_encoder(args.mms or components["semantic_encoder"], args.device)
+    runtime = _runtime(args)
+    from .pipelines import VoiceConversion  # after the checks that need no torch
+
+    parts = _synthesis_parts(args, components, runtime)
+    encoder = _semantic_encoder(args.mms or components["semantic_encoder"], runtime)
     pipeline = VoiceConversion(
-        backbone, encoder, speechsr, output_rate=args.output_rate, noise_scale=args.noise_scale
+        semantic_encoder=encoder,
+        output_rate=args.output_rate,
+        noise_scale=args.noise_scale,
+        denoise_ratio=args.denoise_ratio,
+        batch_size=args.batch_size or (4 if rows else 1),
+        **parts,
     )
-    wav, rate = pipeline(args.source, args.target, seed=args.seed)
-    save_audio(args.output, wav, rate)
-    log.info("wrote %s (%.2f s at %d Hz)", args.output, wav.numel() / rate, rate)
+    if rows is None:
+        path = pipeline.convert_file(
+            args.source, args.target, args.output, seed=args.seed, progress=_progress(args)
+        )
+        log.info("wrote %s (%d Hz)", path, pipeline.output_rate)
+        return
+    base = args.batch.parent
+    jobs, labels, early = [], [], {}
+    for index, row in enumerate(rows):
+        labels.append(f"{args.batch.name} line {row.line}" if isinstance(row, _Row) else f"{args.batch.name}")
+        if isinstance(row, HierSpeechError):
+            early[index] = row
+            continue
+        source, target, output = row.cells
+        jobs.append((_relative_to(base, source), _relative_to(base, target), _relative_to(base, output)))
+    results = pipeline.convert_many(jobs, seed=args.seed, progress=_progress(args))
+    _report("vc", labels, results, early)
 
 
 def _run_tts(args: argparse.Namespace) -> None:
-    from .audio import save_audio
-    from .pipelines import TextToSpeech
-
+    given = [
+        name
+        for name, value in (("TEXT", args.text), ("--text-file", args.text_file), ("--batch", args.batch))
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise UsageError(
+            f"tts needs exactly one of TEXT, --text-file or --batch (got {', '.join(given) or 'none'})"
+        )
+    if args.batch is None and (args.prompt is None or args.output is None):
+        raise UsageError("tts needs --prompt and -o/--output (or --batch jobs.tsv)")
+    if args.batch is not None and (args.prompt is not None or args.output is not None):
+        raise UsageError("--batch takes its prompts and outputs from the file; drop --prompt/-o")
+    _check_synthesis_usage(args)
+    text = args.text
+    if args.text_file is not None:
+        text = _read_text(args.text_file)
+    if text is not None and not text.strip():
+        raise HierSpeechError("the text is empty; give at least one word to speak")
+    rows = _read_batch(args.batch, ("text", "prompt", "output")) if args.batch else None
+    if rows is None:
+        _require_audio(args.prompt, "voice prompt")
+        _check_output(args.output)
     components = _components(args.model, "tts")
-    backbone, speechsr = _backbone_and_speechsr(args, components)
-    ttv = _load(args.ttv or components["ttv"], "TextToVec", "--ttv", args.device)
+    runtime = _runtime(args)
+    from .pipelines import TextToSpeech  # after the checks that need no torch
+
+    parts = _synthesis_parts(args, components, runtime)
+    ttv = _load(args.ttv or components["ttv"], "TextToVec", "--ttv", runtime)
+    options = {} if args.max_chars is None else {"max_piece_chars": args.max_chars}
     pipeline = TextToSpeech(
         ttv,
-        backbone,
-        speechsr,
         output_rate=args.output_rate,
         noise_scale_ttv=args.noise_scale_ttv,
         noise_scale_vc=args.noise_scale,
         noise_scale_w=args.noise_scale_w,
         length_scale=args.length_scale,
+        denoise_ratio=args.denoise_ratio,
+        batch_size=args.batch_size or 8,
+        **options,
+        **parts,
     )
-    wav, rate = pipeline(args.text, args.prompt, seed=args.seed)
-    save_audio(args.output, wav, rate)
-    log.info("wrote %s (%.2f s at %d Hz)", args.output, wav.numel() / rate, rate)
+    if rows is None:
+        path = pipeline.synthesize_to_file(
+            text, args.prompt, args.output, seed=args.seed, progress=_progress(args)
+        )
+        log.info("wrote %s (%d Hz)", path, pipeline.output_rate)
+        return
+    base = args.batch.parent
+    jobs, labels, early = [], [], {}
+    for index, row in enumerate(rows):
+        labels.append(f"{args.batch.name} line {row.line}" if isinstance(row, _Row) else f"{args.batch.name}")
+        if isinstance(row, HierSpeechError):
+            early[index] = row
+            continue
+        line_text, prompt, output = row.cells
+        jobs.append((line_text, _relative_to(base, prompt), _relative_to(base, output)))
+    results = pipeline.synthesize_many(jobs, seed=args.seed, progress=_progress(args))
+    _report("tts", labels, results, early)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HierSpeechError(f"text file not found: {path}") from None
+    except UnicodeDecodeError as error:
+        raise HierSpeechError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); re-save it as UTF-8"
+        ) from None
+    except OSError as error:
+        raise HierSpeechError(f"cannot read {path}: {error.strerror}") from None
 
 
 def _human_size(size: int | None) -> str:
@@ -366,26 +731,101 @@ def _run_convert(args: argparse.Namespace) -> None:
     log.info("wrote %s (%s: config.json + model.safetensors)", args.out_dir, type(model).__name__)
 
 
-COMMANDS = {
-    "sr": _run_sr,
-    "vc": _run_vc,
-    "tts": _run_tts,
-    "models": _run_models,
-    "download": _run_download,
-    "convert": _run_convert,
+Runner = Callable[[argparse.Namespace], None]
+# name → (adds the sub-parser, runs it). Training commands (preprocess, fit, export) plug in here.
+COMMANDS: dict[str, tuple[Callable[..., None], Runner]] = {
+    "sr": (_add_sr_parser, _run_sr),
+    "vc": (_add_vc_parser, _run_vc),
+    "tts": (_add_tts_parser, _run_tts),
+    "models": (_add_models_parser, _run_models),
+    "download": (_add_download_parser, _run_download),
+    "convert": (_add_convert_parser, _run_convert),
+    "preprocess": (lambda commands, name: _add_preprocess_parser(commands), lambda args: _run_preprocess(args)),
 }
+# Commands with parsers of their own (LightningCLI, the exporter): everything after the name goes to them.
+TRAINING_COMMANDS = {
+    "fit": "train a model from a recipe: hierspeech2 fit -c recipes/ttv.yaml",
+    "validate": "validate a model from a recipe and a checkpoint",
+    "test": "test a model from a recipe and a checkpoint",
+    "predict": "predict with a model from a recipe and a checkpoint",
+    "export": "Lightning checkpoint → native model folder: hierspeech2 export CKPT OUT_DIR",
+}
+
+
+def _add_preprocess_parser(commands) -> None:
+    from .data.preprocess import add_preprocess_parser
+
+    add_preprocess_parser(commands)
+
+
+def _run_preprocess(args: argparse.Namespace) -> None:
+    from .data.preprocess import run_preprocess
+
+    status = run_preprocess(args)
+    if status:
+        raise _BatchFailed(f"preprocessing finished with exit status {status}; see the messages above")
+
+
+def _run_training_command(argv: list[str]) -> int:
+    """Hand ``fit|validate|test|predict|export …`` to their own parsers; returns the exit code."""
+    if argv[0] == "export":
+        from .tasks.export import main as export_main
+
+        export_main(argv[1:])
+    else:
+        from .training_cli import main as training_main
+
+        training_main(argv)
+    return 0
+# Errors a user can cause or fix (bad files, text, names, devices, memory): one line, exit code 1.
+USER_ERRORS = (HierSpeechError, FileNotFoundError, ValueError, OSError, RuntimeError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hierspeech2`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="%(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TRAINING_COMMANDS:
+        return _run_training_command(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="%(message)s")
+    if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    with _quiet_libraries(quiet):
+        return _dispatch(args)
+
+
+@contextlib.contextmanager
+def _quiet_libraries(quiet: bool) -> Iterator[None]:
+    """Silence huggingface_hub / transformers progress bars under --quiet (restored after: main may run in-process)."""
+    settings = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"} if quiet else {}
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update({name: value for name, value in settings.items() if saved[name] is None})
     try:
-        COMMANDS[args.command](args)
-    except (HierSpeechError, FileNotFoundError, ValueError) as error:
-        message = " ".join(str(error).split())  # one line, whatever the message holds
-        print(f"hierspeech2 {args.command}: error: {message}", file=sys.stderr)
-        return 1
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    try:
+        COMMANDS[args.command][1](args)
+    except UsageError as error:
+        print(f"hierspeech2 {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except _BatchFailed as error:
+        print(f"hierspeech2 {args.command}: {_one_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    except USER_ERRORS as error:
+        log.debug("traceback", exc_info=True)
+        print(f"hierspeech2 {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"hierspeech2 {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -14,6 +14,8 @@ Precision, devices, nodes and strategy are Trainer options; nothing here touches
 
 from __future__ import annotations
 
+import sys
+
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
@@ -41,6 +43,8 @@ class HierSpeechCLI(LightningCLI):
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``lightning`` console script; ``argv`` defaults to ``sys.argv[1:]``."""
+    if argv is not None and list(argv) == sys.argv[1:]:
+        argv = None  # called as `hierspeech2 fit ...`: LightningCLI reads sys.argv itself
     HierSpeechCLI(args=argv)
 
 

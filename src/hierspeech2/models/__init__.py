@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .backbone import HierSpeech2
+from .denoiser import MPSENet
 from .speechsr import SpeechSR
 from .ttv import TextToVec
 
-__all__ = ["HierSpeech2", "SpeechSR", "TextToVec"]
+__all__ = ["HierSpeech2", "MPSENet", "SpeechSR", "TextToVec"]

@@ -1,0 +1,109 @@
+"""MP-SENet prompt denoiser: official key set, official outputs (recorded), batching, edge cases.
+
+``denoiser_official_case.safetensors`` was recorded by running the official MP-SENet code
+(``denoiser/generator.py`` + ``denoiser/infer.py`` of the HierSpeech++ repository) on CPU with
+the tiny configuration below and the weights of :func:`deterministic_official_state` (see
+``record_denoiser_case.py`` in this folder); ``mpsenet_manifest.json`` lists the official
+``state_dict`` keys and shapes of the released configuration (``denoiser/config.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from hierspeech2.errors import AudioError, CheckpointError
+from hierspeech2.models import MPSENet
+
+HERE = Path(__file__).resolve().parent
+TINY_DENOISER = {"dense_channel": 8, "num_tsconformers": 1, "n_fft": 64, "hop_length": 16, "win_length": 64}
+
+
+def deterministic_official_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Closed-form weights for an official key → shape map (no RNG: identical on every machine)."""
+    state = {}
+    for key, shape in shapes.items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(7)
+            continue
+        numel = math.prod(shape)
+        wave = torch.sin(torch.arange(numel, dtype=torch.float64) * 0.731 + zlib.crc32(key.encode()) % 997)
+        if key.endswith("running_var"):
+            values = 0.6 + 0.4 * wave.abs()
+        elif len(shape) <= 1 and key.endswith(("weight", "slope")):
+            values = 1.0 + 0.3 * wave  # norms, PReLU slopes, sigmoid slopes
+        elif len(shape) <= 1:
+            values = 0.2 * wave  # biases, running means
+        else:
+            values = wave * (3.0 / (numel // shape[0])) ** 0.5
+        state[key] = values.reshape(shape).float()
+    return state
+
+
+def tiny_official_state() -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in MPSENet(**TINY_DENOISER).official_state_dict().items()}
+    return deterministic_official_state(shapes)
+
+
+def test_released_configuration_has_the_official_keys_and_shapes() -> None:
+    manifest = json.loads((HERE / "mpsenet_manifest.json").read_text())
+    with torch.device("meta"):
+        model = MPSENet()
+    assert {k: list(v.shape) for k, v in model.official_state_dict().items()} == manifest
+    assert sum(v.numel() for v in model.parameters()) == 2_048_849
+
+
+def test_matches_the_official_denoiser_on_the_recorded_case() -> None:
+    from safetensors.torch import load_file
+
+    case = load_file(HERE / "denoiser_official_case.safetensors")
+    model = MPSENet.from_official(tiny_official_state())  # the configuration is read off the weights
+    assert (model.n_fft, model.hop_length, len(model.ts_conformers)) == (64, 16, 1)
+    with torch.inference_mode():
+        out = model(case["noisy"][None])
+    assert out.shape == case["denoised"][None].shape
+    assert (out[0] - case["denoised"]).abs().max().item() < 1e-5
+    assert (out[0] - case["noisy"]).abs().max().item() > 0.1  # the network does change the audio
+
+
+def test_strict_loading_names_the_bad_keys() -> None:
+    state = tiny_official_state()
+    state.pop("TSConformer.0.freq_conformer.attn.attn.in_proj_weight")
+    state["TSConformer.0.extra"] = torch.zeros(1)
+    with pytest.raises(
+        CheckpointError, match=r"missing key\(s\): TSConformer.0.freq_conformer.attn.attn.in_proj_weight"
+    ):
+        MPSENet.from_official(state, config=TINY_DENOISER)
+
+
+def test_official_checkpoint_layout_round_trips(tmp_path) -> None:
+    from hierspeech2.checkpoint import load_official_file
+
+    state = tiny_official_state()
+    torch.save({"generator": state}, tmp_path / "g_best")  # the released file wraps the generator
+    loaded = load_official_file(tmp_path / "g_best")
+    model = MPSENet.from_official(tmp_path / "g_best")
+    back = model.official_state_dict()
+    assert loaded.keys() == state.keys() == back.keys()
+    assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_rows_are_denoised_independently_and_lengths_are_kept() -> None:
+    model = MPSENet.from_official(tiny_official_state())
+    torch.manual_seed(0)
+    wav = 0.1 * torch.randn(2, 1000)  # not a multiple of the hop
+    with torch.inference_mode():
+        batch = model(wav)
+        alone = model(wav[1:])
+        silent = model(torch.zeros(1, 1000))
+    assert batch.shape == (2, 1000)
+    torch.testing.assert_close(batch[1:], alone, atol=1e-5, rtol=0)
+    assert torch.equal(silent, torch.zeros(1, 1000))
+    with pytest.raises(AudioError, match="at least 64 samples"):
+        model(torch.zeros(1, 10))

@@ -1,0 +1,110 @@
+"""Long-form and batched TTS with tiny random models: a 2 000-character chapter, batches vs one at a time."""
+
+from __future__ import annotations
+
+import pytest
+import soundfile as sf
+import tiny_models
+import torch
+
+from hierspeech2.audio import load_audio
+from hierspeech2.errors import AudioFileNotFoundError, TextError
+from hierspeech2.pipelines import TextToSpeech
+from hierspeech2.text.segment import split_text
+
+RATE = 16_000
+PARAGRAPH = (
+    "Mr. Smith went to Washington on Jan. 5th, 1901, with $3.50 in his pocket. “It’s a fine day,” he said… "
+    "Dr. Jones (the vet) disagreed; prices had risen 50% since 1899! "
+)
+CHAPTER = "\n\n".join([PARAGRAPH * 2] * 6)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on two shared cores: threads only add contention
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def prompts(shared_dir) -> list[torch.Tensor]:
+    return [load_audio(shared_dir / "audio" / f"reference_{i}.wav") for i in (2, 3)]
+
+
+def deterministic_tts(**options) -> TextToSpeech:
+    return TextToSpeech(
+        tiny_models.ttv(),
+        tiny_models.backbone(),
+        output_rate=RATE,
+        noise_scale_ttv=0.0,
+        noise_scale_vc=0.0,
+        noise_scale_w=0.0,
+        **options,
+    )
+
+
+def zero_runs(audio: torch.Tensor) -> list[int]:
+    """Lengths of the runs of exact zeros (the pauses between pieces)."""
+    padded = torch.cat([torch.ones(1), audio, torch.ones(1)])
+    edges = torch.diff((padded == 0).int())
+    return (torch.nonzero(edges == -1).flatten() - torch.nonzero(edges == 1).flatten()).tolist()
+
+
+def test_chapter_of_2000_characters_from_one_prompt_encoding(prompts, tmp_path, capsys) -> None:
+    assert len(CHAPTER) >= 2000
+    pieces = split_text(CHAPTER)
+    tts = deterministic_tts(batch_size=16)
+    encodings, prompt_rows, ttv_rows = [], [], []
+    encode, convert, infer = tts.encode_prompt, tts.backbone.voice_conversion, tts.ttv.infer_with_lengths
+    tts.encode_prompt = lambda *a, **k: encodings.append(1) or encode(*a, **k)
+    tts.backbone.voice_conversion = lambda *a, **k: prompt_rows.append(a[2]) or convert(*a, **k)
+    tts.ttv.infer_with_lengths = lambda tokens, *a, **k: (
+        ttv_rows.append(tokens.shape[0]) or infer(tokens, *a, **k)
+    )
+    try:
+        with pytest.warns(UserWarning, match="pieces lost symbols"):  # "(" and ")": one summary warning
+            path = tts.synthesize_to_file(
+                CHAPTER, (prompts[0], RATE), tmp_path / "chapter.flac", progress=True
+            )
+    finally:
+        del tts.encode_prompt, tts.backbone.voice_conversion, tts.ttv.infer_with_lengths
+    audio, rate = sf.read(path, dtype="float32")
+    assert rate == RATE and 0.99 < abs(audio).max() <= 1.0
+    assert encodings == [1]  # the prompt was loaded, denoised and encoded once
+    assert ttv_rows == [16, 16, len(pieces) - 32]  # pieces go through the text-to-vec model in batches
+    first = prompt_rows[0][:2]
+    assert all(torch.equal(rows.reshape(-1, 2, *rows.shape[1:])[i], first)
+               for rows in prompt_rows for i in range(rows.shape[0] // 2))  # fmt: skip  # one voice throughout
+    pauses = [run for run in zero_runs(torch.from_numpy(audio)) if run >= 0.1 * RATE]
+    assert len(pauses) >= len(pieces) - 1  # every piece is followed by its pause (paragraphs: longer ones)
+    assert sum(run >= 0.6 * RATE for run in pauses) >= 5
+    assert "piece" in capsys.readouterr().err  # the progress bar counts pieces
+
+
+def test_batched_tts_equals_one_at_a_time_and_bad_jobs_fail_alone(prompts, tmp_path) -> None:
+    sf.write(tmp_path / "voice.wav", prompts[1].numpy(), RATE)
+    texts = ["Hello there.", "The quick brown fox jumps over the lazy dog, twice.", "Yes? No! Maybe…"]
+    jobs = [
+        (texts[0], (prompts[0], RATE), None),
+        ("", (prompts[0], RATE), None),
+        (texts[1], tmp_path / "voice.wav", tmp_path / "fox.wav"),
+        (texts[2], tmp_path / "missing.wav", None),
+        (texts[2], (prompts[0], RATE), None),
+    ]
+    tts = deterministic_tts(batch_size=8)
+    results = tts.synthesize_many(jobs)
+    assert [r.ok for r in results] == [True, False, True, False, True]
+    assert isinstance(results[1].error, TextError) and isinstance(results[3].error, AudioFileNotFoundError)
+    for result, (text, prompt, _) in zip(results, jobs):
+        if not result.ok:
+            continue
+        alone, _ = tts(text, prompt[0] if isinstance(prompt, tuple) else prompt, prompt_rate=RATE)
+        got = (
+            result.audio
+            if result.path is None
+            else torch.from_numpy(sf.read(result.path, dtype="float32")[0])
+        )
+        tolerance = 1e-4 if result.path is None else 1 / 2**15 + 1e-4  # 16-bit WAV
+        assert got.shape == alone.shape and (got - alone).abs().max().item() <= tolerance
