@@ -41,6 +41,10 @@ LOG_FLOOR = 1e-7  # magnitude floor before the log: digital silence stays finite
 # Cepstral F0: a frame is voiced when its cepstral peak in the pitch range exceeds this
 # (natural-log magnitudes; speech vowels peak at 0.1-0.5, noise and silence stay below ~0.05).
 CEPSTRAL_VOICING_THRESHOLD = 0.08
+# Pitch-range change: frames whose cepstral F0 is this far from the row's median, or this many
+# (power) decades quieter than its loudest frame, are treated as unvoiced.
+RANGE_OUTLIER_RATIO = 1.8
+QUIET_DECADES = 4.0
 EQ_PADDING_S = 0.25  # the EQ is applied as one FFT; this much zero padding absorbs its ringing
 
 
@@ -86,13 +90,14 @@ def spectral_envelope(log_magnitude: Tensor, lifter: int, iterations: int = 0) -
     keep[:lifter] = 1
     keep[n_fft - lifter + 1 :] = 1  # the cepstrum of a real spectrum is symmetric
 
-    def smooth(values: Tensor) -> Tensor:
-        return torch.fft.rfft(torch.fft.irfft(values, n=n_fft, dim=1) * keep[:, None], dim=1).real
+    def smooth(values: Tensor) -> Tensor:  # [B, T, F]: transforms along the contiguous axis
+        return torch.fft.rfft(torch.fft.irfft(values, n=n_fft) * keep, n=n_fft).real
 
-    envelope = smooth(log_magnitude)
+    frames = log_magnitude.transpose(1, 2).contiguous()
+    envelope = smooth(frames)
     for _ in range(iterations):
-        envelope = smooth(torch.maximum(log_magnitude, envelope))
-    return envelope
+        envelope = smooth(torch.maximum(frames, envelope))
+    return envelope.transpose(1, 2)
 
 
 def cepstral_f0(
@@ -104,10 +109,10 @@ def cepstral_f0(
 ) -> Tensor:
     """Rough per-frame F0 in Hz (0 = unvoiced) from the real cepstrum's peak: [B, F, T] → [B, T]."""
     n_fft = 2 * (log_magnitude.shape[1] - 1)
-    cepstrum = torch.fft.irfft(log_magnitude, n=n_fft, dim=1)
+    cepstrum = torch.fft.irfft(log_magnitude.transpose(1, 2), n=n_fft)  # [B, T, n_fft]
     low = max(1, int(sample_rate / f0_max))
     high = min(n_fft // 2, math.ceil(sample_rate / f0_min))
-    peak, index = cepstrum[:, low:high].max(dim=1)
+    peak, index = cepstrum[..., low:high].max(dim=-1)
     f0 = sample_rate / (index + low).to(cepstrum.dtype)
     return torch.where(peak > threshold, f0, torch.zeros_like(f0))
 
@@ -124,8 +129,15 @@ def _pitch_ratio_contour(
     if bool((pitch_range == 1).all()):
         return ratio
     f0 = cepstral_f0(log_magnitude, sample_rate)
-    voiced = f0 > 0
-    log_f0 = torch.where(voiced, f0.clamp_min(1.0).log(), torch.full_like(f0, float("nan")))
+    log_f0 = torch.where(f0 > 0, f0.clamp_min(1.0).log(), torch.full_like(f0, float("nan")))
+    median = log_f0.nanmedian(dim=1).values.nan_to_num(0.0)
+    # the cepstral tracker mistakes some unvoiced frames for voiced ones at random pitches; keep
+    # frames near the median and with energy, which is where the range change matters anyway
+    energy = log_magnitude.exp().pow(2).sum(dim=1).clamp_min(1e-12).log()
+    loud = energy > energy.amax(dim=1, keepdim=True) - math.log(10**QUIET_DECADES)
+    voiced = (log_f0 - median[:, None]).abs().nan_to_num(math.inf) < math.log(RANGE_OUTLIER_RATIO)
+    voiced = voiced & loud
+    log_f0 = torch.where(voiced, log_f0, torch.full_like(log_f0, float("nan")))
     median = log_f0.nanmedian(dim=1).values.nan_to_num(0.0)
     log_factor = (pitch_range[:, None] - 1) * (log_f0 - median[:, None])
     # at most one octave up or down from the median shift, whatever the F0 tracker did
@@ -237,7 +249,10 @@ def biquad_coefficients(
 
 def biquad_response(b: Tensor, a: Tensor, n_fft: int) -> Tensor:
     """Complex frequency response of biquads (b, a [..., 3]) at the ``n_fft // 2 + 1`` rfft bins → [..., F]."""
-    return torch.fft.rfft(b, n=n_fft, dim=-1) / torch.fft.rfft(a, n=n_fft, dim=-1)
+    omega = torch.linspace(0, math.pi, n_fft // 2 + 1, dtype=b.dtype, device=b.device)
+    delays = torch.polar(torch.ones_like(omega), -omega)  # e^{-jω}
+    powers = torch.stack([torch.ones_like(delays), delays, delays * delays])  # [3, F]
+    return (b.to(powers.dtype) @ powers) / (a.to(powers.dtype) @ powers)
 
 
 def parametric_eq(
@@ -299,8 +314,9 @@ class Perturbation(nn.Module):
     ``hop_length``, ``lifter``) and the log-frequency pitch-range change of
     :func:`shift_formants_and_pitch`.
 
-    Randomness comes from torch's global generator (seeded per DataLoader worker) unless
-    ``seed`` is given. Works in data workers (``BackboneDataModule(perturb=...)``) or on the
+    Randomness comes from torch's global generator (seeded per DataLoader worker, and restored
+    when a training run resumes) unless ``seed`` is given, which starts a generator of its own
+    (reproducible draws; it restarts from the seed when a run resumes). Works in data workers (``BackboneDataModule(perturb=...)``) or on the
     training device over a whole batch (``HierSpeech2Task(perturbation=...)``).
     """
 

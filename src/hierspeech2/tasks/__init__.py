@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from .backbone import HierSpeech2Task
 from .base import GANTask, TrainingTask
 from .export import export
 from .speechsr import SpeechSRTask
 from .ttv import TTVTask
 
-__all__ = ["GANTask", "SpeechSRTask", "TTVTask", "TrainingTask", "export"]
+__all__ = ["GANTask", "HierSpeech2Task", "SpeechSRTask", "TTVTask", "TrainingTask", "export"]
