@@ -103,3 +103,12 @@ def loopback_hub(tmp_path, monkeypatch):
         monkeypatch.setattr(constants, name, value)
     yield hub
     hub.stop()
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fuzz-long",
+        action="store_true",
+        default=False,
+        help="run the hypothesis fuzz suite (tests/fuzz) with its long budget: >= 10 000 generated inputs in total",
+    )

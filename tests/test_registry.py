@@ -124,9 +124,11 @@ def test_packaged_registry_lists_every_release_with_the_reference_hashes(shared_
         {"layer": 7},
     )
     assert dict(registry["hierspeech2-tts"].components) == {
-        "ttv": "ttv-lt960", "backbone": "hierspeech2-v1.1", "speechsr": "speechsr-48k"}  # fmt: skip
+        "ttv": "ttv-lt960", "backbone": "hierspeech2-v1.1", "speechsr": "speechsr-48k",
+        "denoiser": "denoiser"}  # fmt: skip
     assert dict(registry["hierspeech2-vc"].components) == {
-        "backbone": "hierspeech2-v2", "semantic_encoder": "mms-300m", "speechsr": "speechsr-48k"}  # fmt: skip
+        "backbone": "hierspeech2-v2", "semantic_encoder": "mms-300m", "speechsr": "speechsr-48k",
+        "denoiser": "denoiser"}  # fmt: skip
 
 
 def test_registry_configs_are_the_released_hyper_parameters(sr48_path):
@@ -610,14 +612,19 @@ TINY_TTV = {
     "decoder_hidden_channels": 16, "decoder_layers": 2, "duration_filter_channels": 16, "duration_flows": 2,
     "pitch_channels": 16, "pitch_resblock_kernel_sizes": (3,), "pitch_resblock_dilations": ((1, 3),),
 }  # fmt: skip
-TINY = {"backbone": TINY_BACKBONE, "ttv": TINY_TTV, "speechsr": {"upsample_ratio": 3.0, **TINY_SPEECHSR}}
+TINY_DENOISER = {"dense_channel": 8, "num_tsconformers": 1, "n_fft": 64, "hop_length": 16, "win_length": 64}
+TINY = {
+    "backbone": TINY_BACKBONE, "ttv": TINY_TTV, "speechsr": {"upsample_ratio": 3.0, **TINY_SPEECHSR},
+    "denoiser": TINY_DENOISER,
+}  # fmt: skip
 MANIFESTS = {"backbone": ("hierspeech2-v1.1", "backbone"), "ttv": ("ttv-lt960", "ttv")}
 
 
 def model_class(family: str) -> type:
     from hierspeech2 import models
 
-    return getattr(models, {"backbone": "HierSpeech2", "ttv": "TextToVec", "speechsr": "SpeechSR"}[family])
+    classes = {"backbone": "HierSpeech2", "ttv": "TextToVec", "speechsr": "SpeechSR", "denoiser": "MPSENet"}
+    return getattr(models, classes[family])
 
 
 def random_model(family: str, seed: int = 0) -> torch.nn.Module:
@@ -640,8 +647,8 @@ def tiny_release(tmp_path_factory) -> dict[str, Path]:
         files[family] = folder / f"{family}.pth"
         torch.save({"model": random_model(family).official_state_dict(), "iteration": 1}, files[family])
     files["mms"] = tiny_wav2vec2(folder / "mms")
-    files["denoiser"] = folder / "g_best"
-    files["denoiser"].write_bytes(b"a denoiser checkpoint")
+    files["denoiser"] = folder / "g_best"  # the released layout: {"generator": state_dict}
+    torch.save({"generator": random_model("denoiser").official_state_dict()}, files["denoiser"])
     return files
 
 
@@ -672,12 +679,6 @@ def test_every_registry_name_loads_from_the_loopback_hub(name, tiny_registry, ti
 
     monkeypatch.setenv("HIERSPEECH2_REGISTRY", tiny_registry.origin)
     entry = tiny_registry[name]
-    if entry.family == "denoiser":
-        with pytest.raises(CheckpointError, match="hierspeech2 has no denoiser model yet"):
-            load_model(name)
-        (path,) = download(name)  # still fetched and verified for the official scripts
-        assert path.read_bytes() == tiny_release["denoiser"].read_bytes()
-        return
     loaded = load_model(name)
     if entry.family == "mms":
         assert isinstance(loaded, SemanticEncoder) and len(loaded.model.encoder.layers) == 7
@@ -690,13 +691,14 @@ def test_every_registry_name_loads_from_the_loopback_hub(name, tiny_registry, ti
             if tiny_registry[component].family in TINY:
                 assert_same_weights(part, random_model(tiny_registry[component].family))
         assert loaded.output_rate == 48000
+        assert loaded.denoise_ratio == 0.8  # the official default, since a denoiser is configured
     else:
         assert_same_weights(loaded, random_model(entry.family))
         assert not loaded.training
     assert is_cached(name)
 
 
-@pytest.mark.parametrize("family", ["backbone", "ttv", "speechsr"])
+@pytest.mark.parametrize("family", ["backbone", "ttv", "speechsr", "denoiser"])
 def test_round_trips_official_native_official_are_bit_identical(family, loopback_hub, tmp_path):
     model = random_model(family)
     official = model.official_state_dict()

@@ -47,6 +47,13 @@ LOG_MEL_FLOOR = 1e-3
 # torchaudio's Kaiser-window sinc resampler with its default width/rolloff/beta: what the official
 # inference scripts call (under the older name "kaiser_window").
 RESAMPLING_METHOD = "sinc_interp_kaiser"
+# The exact sinc resampler builds a [new / gcd, orig / gcd + 2 * width] filter: rates with a small
+# common divisor (44101 -> 16000 Hz) would need gigabytes. Refuse above these sizes rather than
+# let the process be killed for memory.
+MAX_RESAMPLE_KERNEL_ELEMENTS = 1 << 22  # standard rates need < 300 000
+MAX_RESAMPLED_SAMPLES = 1 << 30
+_RESAMPLING_WIDTH = 6  # torchaudio's lowpass_filter_width default
+_RESAMPLING_ROLLOFF = 0.99  # torchaudio's rolloff default
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,7 +73,10 @@ def validate_waveform(wav: Any, name: str = "waveform", *, min_samples: int = 1)
                 f"{name} has dtype {wav.dtype}; expected floating-point samples in [-1, 1] "
                 "(convert 16-bit PCM with `wav.astype(np.float32) / 32768`)"
             )
-        wav = torch.from_numpy(np.ascontiguousarray(wav))
+        # torch takes neither big-endian arrays (AIFF, raw reads) nor float128: convert those first.
+        native = wav.dtype.newbyteorder("=")
+        wav = np.asarray(wav, dtype=native if native.itemsize <= 8 else np.float64, order="C")
+        wav = torch.from_numpy(wav)
     elif not isinstance(wav, Tensor):
         raise AudioError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(wav).__name__}")
     if not wav.is_floating_point():
@@ -134,7 +144,27 @@ def resample(wav: Tensor, orig_freq: int, new_freq: int) -> Tensor:
     wav = validate_waveform(wav)
     if orig_freq == new_freq:
         return wav
+    _check_resample_cost(wav, orig_freq, new_freq)
     return AF.resample(wav, orig_freq, new_freq, resampling_method=RESAMPLING_METHOD)
+
+
+def _check_resample_cost(wav: Tensor, orig_freq: int, new_freq: int) -> None:
+    gcd = math.gcd(orig_freq, new_freq)
+    up, down = new_freq // gcd, orig_freq // gcd
+    width = math.ceil(_RESAMPLING_WIDTH * down / (min(up, down) * _RESAMPLING_ROLLOFF))
+    kernel = up * (down + 2 * width)
+    if kernel > MAX_RESAMPLE_KERNEL_ELEMENTS:
+        raise AudioError(
+            f"cannot resample {orig_freq} Hz to {new_freq} Hz exactly: the rates reduce to {down}:{up}, whose "
+            f"sinc filter would hold {kernel:,} values (limit {MAX_RESAMPLE_KERNEL_ELEMENTS:,}); convert the "
+            "audio to a standard rate first (8000, 16000, 22050, 24000, 44100 or 48000 Hz, e.g. with ffmpeg -ar)"
+        )
+    out_samples = (wav.numel() // max(wav.shape[-1], 1)) * math.ceil(wav.shape[-1] * up / down)
+    if out_samples > MAX_RESAMPLED_SAMPLES:
+        raise AudioError(
+            f"resampling {tuple(wav.shape)} from {orig_freq} Hz to {new_freq} Hz would give {out_samples:,} samples "
+            f"(limit {MAX_RESAMPLED_SAMPLES:,}); check the sample rates, or cut the audio into shorter files"
+        )
 
 
 def save_audio(

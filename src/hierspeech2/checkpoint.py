@@ -41,8 +41,8 @@ _MAX_LISTED_KEYS = 20
 def load_official_file(path: str | os.PathLike) -> dict[str, Tensor]:
     """Read an official ``.pth`` safely (``weights_only=True``) and return its generator state dict.
 
-    Accepts both layouts the authors released: a plain state dict, or a training
-    checkpoint ``{"model": state_dict, "iteration": ..., "optimizer": ...}``.
+    Accepts the layouts the authors released: a plain state dict, a training checkpoint
+    ``{"model": state_dict, "iteration": ..., "optimizer": ...}``, or the denoiser's ``{"generator": ...}``.
     """
     path = Path(path)
     if not path.is_file():
@@ -52,23 +52,34 @@ def load_official_file(path: str | os.PathLike) -> dict[str, Tensor]:
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"refusing to load {path}: it is not a plain tensor checkpoint and loading it would run "
-            f"arbitrary code ({error}). Only load checkpoints from sources you trust, converted to "
-            "safetensors with `hierspeech2 convert`."
+            f"arbitrary code, or it is damaged ({error}). Only load checkpoints from sources you trust, "
+            "converted to safetensors with `hierspeech2 convert`."
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    except Exception as error:
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(error).__name__}: {error}); the file is damaged or not a "
+            "PyTorch checkpoint: download it again"
+        ) from error
     return unwrap_state_dict(obj, source=str(path))
 
 
 def unwrap_state_dict(obj: Any, source: str = "state dict") -> dict[str, Tensor]:
-    """Return the tensor mapping inside ``obj`` (a state dict or ``{"model": state_dict, ...}``)."""
-    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
-        obj = obj["model"]
+    """Return the tensor mapping inside ``obj``: a state dict, ``{"model": state_dict, ...}``
+    (HierSpeech++ training checkpoints) or ``{"generator": state_dict, ...}`` (the MP-SENet denoiser)."""
+    for wrapper in ("model", "generator"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointError(f"{source} holds no state dict (got {type(obj).__name__})")
+        got = "an empty mapping" if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointError(f"{source} holds no state dict (got {got})")
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(f"{source} has non-tensor entries: {_listing(map(str, bad))}")
+    # Sparse, quantised or meta tensors would reach config_from_official before check_state_dict sees them.
+    not_dense = [k for k, v in obj.items() if v.layout != torch.strided or v.is_meta or v.is_quantized]
+    if not_dense:
+        raise CheckpointError(f"{source} has tensors that are not dense weights: {_listing(not_dense)}")
     return dict(obj)
 
 
@@ -127,7 +138,11 @@ def check_state_dict(
         for k in expected.keys() & state.keys()
         if state[k].shape != expected[k].shape
     ]
+    reasons = {k: _unusable_reason(state[k], expected[k]) for k in expected.keys() & state.keys()}
+    unusable = [f"{display(k)} ({reason})" for k, reason in reasons.items() if reason]
     problems = []
+    if unusable:
+        problems.append(f"{len(unusable)} unusable tensor(s): {_listing(unusable)}")
     if missing:
         problems.append(f"{len(missing)} missing key(s): {_listing(missing)}")
     if unexpected:
@@ -139,6 +154,39 @@ def check_state_dict(
             f"{what} does not fit {type(module).__name__}: " + "; ".join(problems)
             + ". Is this the right model family and configuration?"
         )
+
+
+def _unusable_reason(value: Tensor, reference: Tensor) -> str | None:
+    """Why ``value`` cannot stand in for ``reference`` (a parameter or buffer), or None if it can."""
+    if value.layout != torch.strided or value.is_meta:
+        return f"{value.layout} tensor on {value.device.type}; expected dense weights"
+    if reference.is_floating_point() and not value.is_floating_point():
+        # load_state_dict would cast silently (and drop the imaginary part of complex values)
+        return f"dtype {value.dtype}, expected a floating-point dtype like {reference.dtype}"
+    if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all()):
+        return "contains NaN/Inf"
+    return None
+
+
+def _load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with torch's errors reported as :class:`CheckpointError`."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise CheckpointError(f"cannot load {source} into {type(module).__name__}: {error}") from error
+
+
+def _construct(cls: type, kwargs: Mapping[str, Any], source: str) -> Any:
+    """``cls(**kwargs)`` with a bad configuration reported as :class:`CheckpointError`."""
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(
+            f"cannot build {cls.__name__} from the configuration of {source} ({type(error).__name__}: {error}); "
+            f"check the config values against the arguments of {cls.__name__}"
+        ) from error
 
 
 M = TypeVar("M", bound="OfficialCheckpointMixin")
@@ -165,10 +213,14 @@ class OfficialCheckpointMixin:
         """Build the model and load an official checkpoint (path or state dict) strictly; eval mode."""
         if isinstance(path_or_state_dict, Mapping):
             state, source = unwrap_state_dict(path_or_state_dict), "state dict"
+        elif not isinstance(path_or_state_dict, (str, os.PathLike)):
+            raise CheckpointError(
+                f"from_official takes a checkpoint path or a state dict, got {type(path_or_state_dict).__name__}"
+            )
         else:
             state, source = load_official_file(path_or_state_dict), str(path_or_state_dict)
         kwargs = dict(cls.config_from_official(state)) if config is None else dict(config)
-        model = cls(**kwargs)
+        model = _construct(cls, kwargs, source)
         model.load_official_state_dict(state, source=source)
         return model.eval()
 
@@ -177,7 +229,7 @@ class OfficialCheckpointMixin:
         assert isinstance(self, nn.Module)
         native = official_to_native(state, self.OFFICIAL_PREFIXES)
         check_state_dict(self, native, what=source, display=self._official_key)
-        self.load_state_dict(native, strict=True)
+        _load_strict(self, native, source)
 
     @classmethod
     def _official_key(cls, native_key: str) -> str:
@@ -216,10 +268,10 @@ def load_native_weights(path: str | os.PathLike, module: nn.Module, map_location
         )
     try:
         state = load_file(str(path), device=str(map_location))
-    except (SafetensorError, OSError) as error:
+    except (SafetensorError, OSError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"cannot read {path} as safetensors: {error}") from error
     check_state_dict(module, state, what=str(path))
-    module.load_state_dict(state, strict=True)
+    _load_strict(module, state, str(path))
 
 
 class NativeCheckpointMixin(
@@ -302,7 +354,8 @@ class NativeCheckpointMixin(
                 raise CheckpointError(
                     f"{model_id} has no {NATIVE_WEIGHTS_FILE}; hierspeech2 reads native weights only as safetensors"
                 ) from error
-        model = cls(**{key: _json_to_constructor(value) for key, value in model_kwargs.items()})
+        kwargs = {key: _json_to_constructor(value) for key, value in model_kwargs.items()}
+        model = _construct(cls, kwargs, model_id)
         assert isinstance(model, nn.Module)
         load_native_weights(weights, model)
         return model.to(map_location).eval()

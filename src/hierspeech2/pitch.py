@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hierspeech2.audio import MODEL_SAMPLE_RATE, validate_waveform
+from hierspeech2.audio import MODEL_SAMPLE_RATE, _check_rate, validate_waveform
 from hierspeech2.errors import AudioError
 
 __all__ = ["F0_MAX_HZ", "F0_MIN_HZ", "YAAPT_MIN_SAMPLES", "yaapt"]
@@ -46,8 +46,7 @@ def yaapt(
     """
     if variant not in F0_MAX_HZ:
         raise ValueError(f"unknown YAAPT variant {variant!r}; use one of {sorted(F0_MAX_HZ)}")
-    if not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+    sample_rate = _check_rate(sample_rate, "sample_rate")
     wav = validate_waveform(wav, name="wav", min_samples=YAAPT_MIN_SAMPLES * sample_rate // MODEL_SAMPLE_RATE)
     if wav.ndim == 1:
         wav = wav[None]

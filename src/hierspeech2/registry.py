@@ -47,10 +47,14 @@ FORMATS = ("official", "native", "transformers")
 REPO_TYPES = ("model", "space", "dataset")
 MODEL_FAMILIES = ("backbone", "ttv", "speechsr", "mms", "denoiser")
 PIPELINES = {  # family → (pipeline class in hierspeech2.pipelines, role → component family)
-    "tts": ("TextToSpeech", {"ttv": "ttv", "backbone": "backbone", "speechsr": "speechsr"}),
-    "vc": ("VoiceConversion", {"backbone": "backbone", "semantic_encoder": "mms", "speechsr": "speechsr"}),
+    "tts": ("TextToSpeech", {"ttv": "ttv", "backbone": "backbone", "speechsr": "speechsr", "denoiser": "denoiser"}),
+    "vc": (
+        "VoiceConversion",
+        {"backbone": "backbone", "semantic_encoder": "mms", "speechsr": "speechsr", "denoiser": "denoiser"},
+    ),
 }
-_FAMILY_CLASSES = {"backbone": "HierSpeech2", "ttv": "TextToVec", "speechsr": "SpeechSR"}
+OPTIONAL_ROLES = frozenset({"denoiser"})  # a pipeline without a prompt denoiser runs with denoise_ratio 0
+_FAMILY_CLASSES = {"backbone": "HierSpeech2", "ttv": "TextToVec", "speechsr": "SpeechSR", "denoiser": "MPSENet"}
 _TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # transformers' own order of preference
 _HASH_CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -179,14 +183,14 @@ def _parse_entry(name: str, raw: Any, origin: str) -> Entry:
     if not isinstance(raw, Mapping):
         raise RegistryError(f"{origin}: entry {name!r} must be a mapping, got {type(raw).__name__}")
     family = raw.get("family")
-    if family not in MODEL_FAMILIES and family not in PIPELINES:
+    if not isinstance(family, str) or (family not in MODEL_FAMILIES and family not in PIPELINES):
         _invalid(
             origin, name, "family", f"got {family!r}, expected one of {MODEL_FAMILIES + tuple(PIPELINES)}"
         )
     allowed = _PIPELINE_FIELDS if family in PIPELINES else _MODEL_FIELDS
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted((key for key in raw if key not in allowed), key=str)  # YAML keys may be ints or null
     if unknown:
-        _invalid(origin, name, unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        _invalid(origin, name, str(unknown[0]), f"unknown field (allowed: {', '.join(sorted(allowed))})")
     for text_field in ("description", "license"):
         if not isinstance(raw.get(text_field), str) or not raw[text_field].strip():
             _invalid(origin, name, text_field, "required, a non-empty string")
@@ -194,9 +198,14 @@ def _parse_entry(name: str, raw: Any, origin: str) -> Entry:
     if family in PIPELINES:
         roles = PIPELINES[family][1]
         components = raw.get("components")
-        if not isinstance(components, Mapping) or set(components) != set(roles):
+        required = set(roles) - OPTIONAL_ROLES
+        if not isinstance(components, Mapping) or not required <= set(components) <= set(roles):
             _invalid(
-                origin, name, "components", f"required, a mapping with exactly the roles {sorted(roles)}"
+                origin,
+                name,
+                "components",
+                f"required, a mapping with the roles {sorted(required)} "
+                f"(optional: {sorted(set(roles) & OPTIONAL_ROLES)})",
             )
         for role, component in components.items():
             if not isinstance(component, str):
@@ -227,7 +236,7 @@ def _parse_entry(name: str, raw: Any, origin: str) -> Entry:
 def _parse_source(name: str, raw: Any, fmt: str, origin: str) -> Source:
     if not isinstance(raw, Mapping):
         _invalid(origin, name, "source", "required, a mapping with repo_id, repo_type, revision, filename")
-    unknown = sorted(set(raw) - _SOURCE_FIELDS)
+    unknown = sorted((key for key in raw if key not in _SOURCE_FIELDS), key=str)
     if unknown:
         _invalid(
             origin,
@@ -553,9 +562,12 @@ def official_family(state: Mapping[str, Any], source: str = "checkpoint") -> str
         return "ttv"
     if prefixes == {"dec"}:
         return "speechsr"
+    if {"dense_encoder", "mask_decoder", "phase_decoder"} <= prefixes:
+        return "denoiser"
     raise CheckpointError(
         f"cannot tell which model {source} is: its top-level keys ({', '.join(sorted(prefixes)[:8])}) match no "
-        "released HierSpeech2 backbone (enc_p_l.*), TextToVec (w2v_decoder.*) or SpeechSR (dec.* only)"
+        "released HierSpeech2 backbone (enc_p_l.*), TextToVec (w2v_decoder.*), SpeechSR (dec.* only) "
+        "or MP-SENet denoiser (dense_encoder.*)"
     )
 
 
@@ -591,10 +603,17 @@ def _build_native(folder: Path) -> nn.Module:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise CheckpointError(f"cannot read {config_path}: {error}") from error
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path} must hold a JSON object, got {type(config).__name__}")
     if config.get("model_type") == "wav2vec2":
         from .ssl import SemanticEncoder
 
-        return SemanticEncoder.from_pretrained(folder)
+        try:
+            return SemanticEncoder.from_pretrained(folder)
+        except (OSError, ValueError, TypeError, RuntimeError) as error:
+            if isinstance(error, HierSpeechError):
+                raise
+            raise CheckpointError(f"cannot load the Wav2Vec2 checkpoint in {folder}: {error}") from error
     class_name = config.get(NATIVE_CLASS_KEY)
     if class_name is None:
         raise CheckpointError(
@@ -631,10 +650,13 @@ def _load_local(path: Path) -> nn.Module:
     if path.suffix == ".safetensors":
         if (path.parent / "config.json").is_file():
             return _build_native(path.parent)
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), framework="pt") as file:
-            class_name = (file.metadata() or {}).get("model")
+        try:
+            with safe_open(str(path), framework="pt") as file:
+                class_name = (file.metadata() or {}).get("model")
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f"cannot read {path} as safetensors: {error}") from error
         cls = _class_by_name(class_name, str(path)) if class_name else None
         if cls is None or not hasattr(cls, "from_native"):
             raise CheckpointError(f"{path} is a bare safetensors file; put its config.json next to it")
@@ -645,7 +667,7 @@ def _load_local(path: Path) -> nn.Module:
 def _load_hf_uri(uri: str, revision: str | None, local_files_only: bool) -> nn.Module:
     parts = uri[len(HF_SCHEME) :].strip("/").split("/")
     if len(parts) < 2 or not all(parts):
-        raise ValueError(
+        raise RegistryError(
             f"{uri!r}: expected hf://owner/repo, hf://owner/repo/sub/folder or hf://owner/repo/file.pth"
         )
     repo_id, inner = "/".join(parts[:2]), "/".join(parts[2:])
@@ -681,6 +703,8 @@ def load_model(
     network, like ``HF_HUB_OFFLINE=1``. Pipelines (``hierspeech2-tts``, ``hierspeech2-vc``) are
     built from their components, each downloaded and verified.
     """
+    if isinstance(name_or_path, str) and not name_or_path.strip():
+        raise RegistryError("load_model needs a model name, a checkpoint path or hf://owner/repo; got an empty string")
     if isinstance(name_or_path, str) and name_or_path.startswith(HF_SCHEME):
         return _place(_load_hf_uri(name_or_path, revision, local_files_only), device, dtype).eval()
     resolved = _registry(registry)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import pickle
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -239,7 +240,13 @@ class GANTask(TrainingTask):
         from ..checkpoint import load_official_file
 
         if str(path).endswith(".ckpt"):
-            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+            except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError) as error:
+                raise CheckpointError(
+                    f"cannot read discriminator weights from {path}: not a plain Lightning checkpoint "
+                    f"(refusing anything that would run code when loaded): {error}"
+                ) from error
             state = {
                 k[len("discriminator.") :]: v for k, v in state.items() if k.startswith("discriminator.")
             }

@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 _NON_PHONEMES = frozenset(PUNCTUATION) | {PAD}
+_MAX_QUOTED = 80  # characters of the user's text an error message repeats
 
 
 def english_cleaners2(text: str, language: str = "en-us") -> str:
@@ -45,7 +46,7 @@ def _phonemes_to_ids(phonemes: str, stacklevel: int) -> list[int]:
     unknown = sorted({symbol for symbol in phonemes if symbol not in SYMBOL_TO_ID})
     if unknown:
         warnings.warn(
-            f"dropped symbols the model has no id for: {', '.join(map(repr, unknown))} (in {phonemes!r})",
+            f"dropped symbols the model has no id for: {', '.join(map(repr, unknown))} (in {_quote(phonemes)})",
             stacklevel=stacklevel,
         )
     return ids
@@ -62,16 +63,25 @@ def text_to_tokens(text: str, language: str = "en-us") -> Tensor:
     """Text → phoneme ids with blanks interspersed, LongTensor ``[2 * n_phonemes + 1]``."""
     if not isinstance(text, str):
         raise TextError(f"text must be a str, got {type(text).__name__}")
+    if not isinstance(language, str):
+        raise TextError(f"language must be an espeak-ng language code such as 'en-us', got {language!r}")
     if not text.strip():
         raise TextError("text is empty; give at least one word to synthesise")
     phonemes = english_cleaners2(text, language)
     ids = _phonemes_to_ids(phonemes, stacklevel=3)
     if not any(ID_TO_SYMBOL[i] not in _NON_PHONEMES for i in ids):
         raise TextError(
-            f"text {text!r} yields no phonemes (espeak-ng output {phonemes!r}); "
+            f"text {_quote(text)} yields no phonemes (espeak-ng output {_quote(phonemes)}); "
             f"give words espeak-ng can read in language={language!r}"
         )
     return torch.tensor(intersperse(ids), dtype=torch.long)
+
+
+def _quote(text: str) -> str:
+    """``repr(text)``, shortened for error messages."""
+    if len(text) <= _MAX_QUOTED:
+        return repr(text)
+    return f"{text[:_MAX_QUOTED]!r}… ({len(text)} characters)"
 
 
 def tokens_to_phonemes(tokens: Tensor | list[int]) -> str:
