@@ -69,6 +69,7 @@ class StreamingItemWriter:
         self.target_rate = target_rate
         self._semantic: SemanticFeatures | None = None
         self._worker_pid: int | None = None
+        self._owner_pid = os.getpid()
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_semantic": None, "_worker_pid": None}
@@ -76,8 +77,10 @@ class StreamingItemWriter:
     def __call__(self, utterance: Utterance | dict) -> dict[str, Any] | None:
         if self._worker_pid != os.getpid():
             # litdata's workers may be forked from a process whose torch thread pool is running;
-            # a single intra-op thread per worker keeps the child from deadlocking on it.
-            torch.set_num_threads(1)
+            # a single intra-op thread per worker keeps the child from deadlocking on it. The
+            # process that built this object keeps its own setting (it may be a user's session).
+            if os.getpid() != self._owner_pid:
+                torch.set_num_threads(1)
             self._worker_pid = os.getpid()
         if isinstance(utterance, dict):
             utterance = Utterance(**utterance)
