@@ -57,6 +57,31 @@ TINY_TTV = {
     "pitch_resblock_kernel_sizes": (3,),
     "pitch_resblock_dilations": ((1, 3),),
 }
+# A TextToVec with its own vocabulary and mel size (unit tests of the model and its training).
+TTV_UNIT = {
+    "n_vocab": 20,
+    "mel_channels": 12,
+    "semantic_channels": 24,
+    "inter_channels": 16,
+    "hidden_channels": 16,
+    "style_channels": 8,
+    "style_hidden_channels": 16,
+    "text_filter_channels": 32,
+    "text_heads": 2,
+    "text_layers": 1,
+    "text_kernel_size": 3,
+    "posterior_layers": 2,
+    "flow_layers": 1,
+    "flow_count": 2,
+    "flow_heads": 2,
+    "decoder_hidden_channels": 16,
+    "decoder_layers": 2,
+    "duration_filter_channels": 16,
+    "duration_flows": 2,
+    "pitch_channels": 16,
+    "pitch_resblock_kernel_sizes": (3,),
+    "pitch_resblock_dilations": ((1, 3),),
+}
 TINY_DENOISER = {"dense_channel": 8, "num_tsconformers": 1, "n_fft": 64, "hop_length": 16, "win_length": 64}
 TINY_SPEECHSR = {"channels": 2, "resblock_kernel_sizes": (3,), "resblock_dilations": ((1,),)}
 MMS_LAYERS = 2

@@ -2,34 +2,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import TTV_UNIT
 
 from hierspeech2.errors import CheckpointError
 from hierspeech2.models.ttv import TextToVec
 
-TINY = {
-    "n_vocab": 20,
-    "mel_channels": 12,
-    "semantic_channels": 24,
-    "inter_channels": 16,
-    "hidden_channels": 16,
-    "style_channels": 8,
-    "style_hidden_channels": 16,
-    "text_filter_channels": 32,
-    "text_heads": 2,
-    "text_layers": 1,
-    "text_kernel_size": 3,
-    "posterior_layers": 2,
-    "flow_layers": 1,
-    "flow_count": 2,
-    "flow_heads": 2,
-    "decoder_hidden_channels": 16,
-    "decoder_layers": 2,
-    "duration_filter_channels": 16,
-    "duration_flows": 2,
-    "pitch_channels": 16,
-    "pitch_resblock_kernel_sizes": (3,),
-    "pitch_resblock_dilations": ((1, 3),),
-}
+TINY = TTV_UNIT
 DETERMINISTIC = {"noise_scale": 0.0, "noise_scale_w": 0.0, "length_scale": 1.0}
 
 

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from tiny_models import TTV_UNIT
 
 from hierspeech2.audio import LogMelSpectrogram
 from hierspeech2.models import SpeechSR, TextToVec
@@ -14,30 +15,7 @@ from hierspeech2.nn.discriminators import MultiDiscriminator
 from hierspeech2.tasks import SpeechSRTask, TTVTask
 from hierspeech2.tasks.synthetic import SyntheticSpeechSRDataModule, SyntheticTTVDataModule
 
-TINY_TTV = {
-    "n_vocab": 20,
-    "mel_channels": 12,
-    "semantic_channels": 24,
-    "inter_channels": 16,
-    "hidden_channels": 16,
-    "style_channels": 8,
-    "style_hidden_channels": 16,
-    "text_filter_channels": 32,
-    "text_heads": 2,
-    "text_layers": 1,
-    "text_kernel_size": 3,
-    "posterior_layers": 2,
-    "flow_layers": 1,
-    "flow_count": 2,
-    "flow_heads": 2,
-    "decoder_hidden_channels": 16,
-    "decoder_layers": 2,
-    "duration_filter_channels": 16,
-    "duration_flows": 2,
-    "pitch_channels": 16,
-    "pitch_resblock_kernel_sizes": (3,),
-    "pitch_resblock_dilations": ((1, 3),),
-}
+TINY_TTV = TTV_UNIT
 TINY_SR = {
     "upsample_ratio": 3.0,
     "channels": 8,

@@ -31,6 +31,7 @@ from ..nn.encoders import F0_FRAMES_PER_HOP, MelDecoder, PosteriorAudioEncoder, 
 from ..nn.flows import TransformerCouplingBlock
 from ..nn.functional import length_mask, sample_gaussian
 from ..nn.generator import Generator, SourceNetwork
+from ..nn.inference import fuse_weight_norm
 from ..nn.style import StyleEncoder
 
 PROSODY_DECODER_LAYERS = 2  # official MelDecoder(n_layers=2, kernel_size=5)
@@ -171,6 +172,14 @@ class HierSpeech2(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         if cfg:
             self.null_style = nn.Embedding(1, gin_channels)
             nn.init.normal_(self.null_style.weight, 0.0, gin_channels**-0.5)
+
+    def fuse_weight_norm(self) -> HierSpeech2:
+        """Fold weight norm into plain weights for inference (in place, one-way; export then refuses).
+
+        See :func:`hierspeech2.nn.inference.fuse_weight_norm`; fuse a ``copy.deepcopy`` to keep an
+        exportable model.
+        """
+        return fuse_weight_norm(self)
 
     @classmethod
     def config_from_official(cls, state: Mapping[str, Tensor]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import NativeCheckpointMixin, OfficialCheckpointMixin, load_native_weights
 from ..errors import AudioError, CheckpointError
+from ..nn.inference import fuse_weight_norm
 from ..nn.upsampler import Upsampler
 
 # sha256 of `dec.conv_post.weight` (float32 bytes) of each released generator. The two variants
@@ -114,6 +115,14 @@ class SpeechSR(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         if wav.shape[-1] == 0:
             raise AudioError("SpeechSR got an empty waveform (0 samples)")
         return self.generator(wav)
+
+    def fuse_weight_norm(self) -> SpeechSR:
+        """Fold weight norm into plain weights for inference (in place, one-way; export then refuses).
+
+        See :func:`hierspeech2.nn.inference.fuse_weight_norm`; fuse a ``copy.deepcopy`` to keep an
+        exportable model.
+        """
+        return fuse_weight_norm(self)
 
     @classmethod
     def config_from_official(cls, state: Mapping[str, Tensor]) -> dict[str, Any]:

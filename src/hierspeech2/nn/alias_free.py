@@ -4,6 +4,13 @@ A pointwise non-linearity creates harmonics above Nyquist; running it at twice t
 a windowed-sinc upsampler and low-pass downsampler keeps them from folding back into the band.
 The Kaiser-windowed sinc filters are persistent buffers named ``filter`` (``upsample.filter``,
 ``downsample.lowpass.filter``) because the released checkpoints store them.
+
+Inference takes a polyphase path (:meth:`Activation1d.forward`): the ×2 upsampled signal is
+kept as its two phases, each a 6-tap filter of the input; the snake's α and 1/β are folded
+into those taps; the decimating low-pass reads the phases directly. It runs over time chunks
+that stay in cache. The official path (depthwise transposed conv on a replicate-padded input,
+snake, depthwise strided conv) spends most of its time moving 2× data through memory; the
+two agree to float rounding, edges included (the replicate padding is reproduced exactly).
 """
 
 from __future__ import annotations
@@ -14,7 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .activations import _DIV_EPS, Snake, SnakeBeta
+from .inference import balanced_chunk, use_fast_path
+
 DEFAULT_KERNEL_SIZE = 12  # BigVGAN's anti-aliasing filter length for a ratio of 2 (6 taps per unit of ratio)
+# Elements (batch × channels × time) per chunk of the polyphase path: the upsampled chunk
+# (ratio × this × 4 bytes) stays in L2/L3 and its buffers are reused instead of page-faulted.
+CHUNK_ELEMENTS = 1 << 18
 
 
 def kaiser_sinc_filter1d(cutoff: float, half_width: float, kernel_size: int) -> Tensor:
@@ -131,7 +144,203 @@ class Activation1d(nn.Module):
         self.act = activation
         self.upsample = UpSample1d(up_ratio, up_kernel_size)
         self.downsample = DownSample1d(down_ratio, down_kernel_size)
+        self._plan = _polyphase_plan(self.upsample, self.downsample) if up_ratio == down_ratio else None
+
+    @property
+    def halo(self) -> int:
+        """Input samples either side of an output sample that it depends on (an upper bound)."""
+        plan = self._plan
+        if plan is not None:
+            return max(-(plan.up_min + plan.down_min), plan.up_max + plan.down_max)
+        return (
+            self.upsample.filter.shape[-1] // self.upsample.ratio + self.downsample.lowpass.filter.shape[-1]
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, T] → [B, C, T] (for equal up and down ratios)."""
+        if self._plan is not None and x.shape[-1] > 0 and use_fast_path(x):
+            return self._polyphase(x.transpose(1, 2)).transpose(1, 2)
+        return self.reference_forward(x)
+
+    def forward_time_major(self, x: Tensor) -> Tensor:
+        """The fast path on a time-major tensor [B, T, C] → [B, T, C] (inference only)."""
+        if self._plan is None:
+            return self.reference_forward(x.transpose(1, 2)).transpose(1, 2)
+        return self._polyphase(x)
+
+    def reference_forward(self, x: Tensor) -> Tensor:
+        """The official arithmetic: upsample, activate, downsample."""
         return self.downsample(self.act(self.upsample(x)))
+
+    def _polyphase(self, x: Tensor) -> Tensor:
+        """[B, T, C] → [B, T, C] (any strides) by per-phase depthwise convolutions over time chunks."""
+        plan = self._plan
+        batch, length, channels = x.shape
+        up_weights, down_weights, linear_gain = self._phase_weights(x)
+        chunk = balanced_chunk(length, max(64, CHUNK_ELEMENTS // max(1, batch * channels)))
+        out = None if chunk >= length else x.new_empty(batch, length, channels)
+        for start in range(0, length, chunk):
+            stop = min(length, start + chunk)
+            # Phase positions m (upsampled sample ratio·m + phase) that the decimating filter reads.
+            low, high = start + plan.down_min, stop + plan.down_max
+            source = _replicate_slice(x, low + plan.up_min, high + plan.up_max)
+            phases = [_depthwise_time_major(source, weight) for weight in up_weights]
+            # The official low-pass replicate-pads the *upsampled* signal: phase positions before
+            # the start hold its first sample, those after the end its last one, whatever the phase.
+            if low < 0:
+                first = phases[0][:, -low : 1 - low]
+                for phase in phases:
+                    phase[:, :-low] = first
+            if high > length:
+                last = phases[-1][:, length - 1 - low : length - low].clone()
+                for phase in phases:
+                    phase[:, length - low :] = last
+            result = None
+            for phase, weight in zip(phases, down_weights):
+                filtered = _depthwise_time_major(self._activate(phase, linear_gain), weight)
+                result = filtered if result is None else result.add_(filtered)
+            if out is None:
+                return result
+            out[:, start:stop] = result
+        return out
+
+    def _activate(self, phase: Tensor, linear_gain: Tensor | None) -> Tensor:
+        """One phase [B, L, C] through the activation (snake: with its α and 1/β folded into the taps)."""
+        if linear_gain is None:
+            return self.act(phase.transpose(1, 2)).transpose(1, 2)
+        # phase holds v = α·u; β·snake(u) = sin²(v) + (β/α)·v, and 1/β sits in the low-pass taps.
+        activated = torch.sin(phase)
+        activated.square_()
+        return activated.addcmul_(phase, linear_gain)
+
+    def _phase_weights(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
+        """Depthwise kernels [C, 1, 1, K] per phase for both filters, with the snake's α and 1/β folded in.
+
+        Cached until a parameter or filter changes (in place or replaced) or the dtype/device does.
+        """
+        sources = [*self.act.parameters(), self.upsample.filter, self.downsample.lowpass.filter]
+        key = (x.dtype, x.device, x.shape[-1], *((t.data_ptr(), _version(t)) for t in sources))
+        cached = getattr(self, "_weights_cache", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, self._build_phase_weights(x))
+            self._weights_cache = cached
+        return cached[1]
+
+    def _build_phase_weights(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
+        plan = self._plan
+        channels = x.shape[-1]
+        # At least float32 (bfloat16 taps would add their own error), float64 for float64 inputs.
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        up_filter = self.upsample.ratio * self.upsample.filter.reshape(-1).to(dtype)
+        down_filter = self.downsample.lowpass.filter.reshape(-1).to(dtype)
+        up_gain = down_gain = linear_gain = None
+        frequency, magnitude = _snake_parameters(self.act, dtype)
+        if frequency is not None and bool((frequency != 0).all()):
+            inverse_magnitude = 1.0 / (magnitude + _DIV_EPS)
+            up_gain, down_gain = frequency.view(-1, 1), inverse_magnitude.view(-1, 1)
+            linear_gain = (1.0 / (frequency * inverse_magnitude)).to(x.dtype)
+        up_weights = []
+        for taps in plan.up:
+            kernel = up_filter.new_zeros(plan.up_max - plan.up_min + 1)
+            for offset, index in taps:
+                kernel[offset - plan.up_min] = up_filter[index]
+            up_weights.append(_depthwise_kernel(kernel, up_gain, channels, x.dtype))
+        down_weights = []
+        for phase in range(plan.ratio):
+            kernel = down_filter.new_zeros(plan.down_max - plan.down_min + 1)
+            for tap_phase, offset, index in plan.down:
+                if tap_phase == phase:
+                    kernel[offset - plan.down_min] = down_filter[index]
+            down_weights.append(_depthwise_kernel(kernel, down_gain, channels, x.dtype))
+        return up_weights, down_weights, linear_gain
+
+
+def _depthwise_kernel(kernel: Tensor, gain: Tensor | None, channels: int, dtype: torch.dtype) -> Tensor:
+    """A time kernel [K] (times a per-channel gain [C, 1]) as conv2d depthwise weights [C, 1, 1, K]."""
+    weights = kernel.expand(channels, -1) if gain is None else gain * kernel
+    return weights.reshape(channels, 1, 1, -1).to(dtype)
+
+
+def _depthwise_time_major(x: Tensor, weight: Tensor) -> Tensor:
+    """Valid (unpadded) depthwise correlation along time of [B, T, C] with [C, 1, 1, K] → [B, T - K + 1, C].
+
+    oneDNN's depthwise kernels are fast on channels-last images, i.e. on exactly this layout.
+    """
+    image = x.contiguous().unsqueeze(1).permute(0, 3, 1, 2)  # [B, C, 1, T] with channels-last strides
+    out = F.conv2d(image, weight, groups=weight.shape[0])
+    return out.permute(0, 2, 3, 1).squeeze(1)
+
+
+class _PolyphasePlan:
+    """Which filter tap feeds which phase at which offset, for an up/down pair of equal ratio.
+
+    Upsampled sample ``ratio·m + p`` = Σ over ``up[p]`` of ``filter[k] · x[m + d]`` (``(d, k)`` pairs);
+    output ``n`` = Σ over ``down`` of ``filter[k] · phase_p[n + e]`` (``(p, e, k)`` triples).
+    """
+
+    def __init__(self, ratio: int, up: list[list[tuple[int, int]]], down: list[tuple[int, int, int]]) -> None:
+        self.ratio = ratio
+        self.up = up
+        self.down = down
+        self.up_min = min(d for taps in up for d, _ in taps)
+        self.up_max = max(d for taps in up for d, _ in taps)
+        self.down_min = min(e for _, e, _ in down)
+        self.down_max = max(e for _, e, _ in down)
+
+
+def _polyphase_plan(upsample: UpSample1d, downsample: DownSample1d) -> _PolyphasePlan | None:
+    lowpass = downsample.lowpass
+    if not lowpass.padding or lowpass.padding_mode != "replicate":
+        return None
+    ratio, size = upsample.ratio, upsample.filter.shape[-1]
+    # Transposed conv: padded-input sample j feeds upsampled sample ratio·j + k - trim_left.
+    up = [
+        [
+            ((phase + upsample.trim_left - k) // ratio - upsample.pad, k)
+            for k in range(size)
+            if (phase + upsample.trim_left - k) % ratio == 0
+        ]
+        for phase in range(ratio)
+    ]
+    # Strided conv: output n reads upsampled sample ratio·n + k - pad_left = ratio·(n + e) + p.
+    down = []
+    for k in range(lowpass.filter.shape[-1]):
+        offset, phase = divmod(k - lowpass.pad_left, lowpass.stride)
+        down.append((phase, offset, k))
+    return _PolyphasePlan(ratio, up, down)
+
+
+def _snake_parameters(act: nn.Module, dtype: torch.dtype) -> tuple[Tensor | None, Tensor | None]:
+    """(α, β) per channel of a (log-scale) Snake/SnakeBeta in ``dtype``, else (None, None)."""
+    if isinstance(act, SnakeBeta):
+        frequency, magnitude = act.alpha, act.beta
+    elif isinstance(act, Snake):
+        frequency = magnitude = act.alpha
+    else:
+        return None, None
+    frequency, magnitude = frequency.detach().to(dtype), magnitude.detach().to(dtype)
+    if act.log_scale:
+        frequency, magnitude = frequency.exp(), magnitude.exp()
+    return frequency, magnitude
+
+
+def _replicate_slice(x: Tensor, start: int, stop: int) -> Tensor:
+    """``x[:, start:stop]`` of [B, T, C], where times outside ``[0, T)`` repeat the edge sample (replicate padding)."""
+    length = x.shape[1]
+    inner = x[:, max(0, start) : min(length, stop)]
+    left, right = max(0, -start), max(0, stop - length)
+    if not (left or right):
+        return inner
+    pieces = [inner]
+    if left:
+        pieces.insert(0, x[:, :1].expand(-1, left, -1))
+    if right:
+        pieces.append(x[:, -1:].expand(-1, right, -1))
+    return torch.cat(pieces, dim=1)
+
+
+def _version(tensor: Tensor) -> int:
+    # Inference tensors (made under torch.inference_mode) keep no version counter; they cannot be
+    # changed in place outside inference mode, so their storage pointer identifies them well enough.
+    return -1 if tensor.is_inference() else tensor._version

@@ -30,12 +30,19 @@
                                      stage_injections={0: self.proj(source_hidden)})
 
   ``stage(i, x, injection)`` runs one stage on its own for finer control.
+
+Inference (no gradient, fast paths on: see :mod:`hierspeech2.nn.inference`) runs each stage's
+residual blocks on time-major chunks of about :data:`STAGE_CHUNK_ELEMENTS` values with a halo
+of the blocks' receptive radius on each side, so every intermediate stays in cache and no
+large buffer is allocated per operation; the last stage also carries the post activation and
+``conv_post``. Chunk seams are exact (each chunk sees all the input its kept outputs depend
+on; the true signal edges keep their padding), so only float rounding differs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import torch
@@ -45,7 +52,8 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from .activations import SnakeBeta
 from .alias_free import Activation1d
-from .resblocks import LRELU_SLOPE, ResBlock, ResBlockActivation, init_conv_
+from .inference import balanced_chunk, use_fast_path
+from .resblocks import LRELU_SLOPE, ResBlock, ResBlockActivation, conv1d_time_major, init_conv_
 
 UpsampleMode = Literal["transposed", "linear"]
 
@@ -54,6 +62,10 @@ UpsampleMode = Literal["transposed", "linear"]
 POST_LEAKY_SLOPE = 0.01
 # Guards floor(n · rate) against the product landing a rounding error below an integer.
 _LENGTH_EPS = 1e-6
+# Values (batch × channels × time) per chunk of the time-major inference path: ~1 MiB in float32.
+STAGE_CHUNK_ELEMENTS = 1 << 18
+# Chunks are at least this many halos long, so that recomputed seams cost at most 2/16 extra.
+_MIN_CHUNK_HALOS = 16
 
 
 class Upsampler(nn.Module):
@@ -164,11 +176,39 @@ class Upsampler(nn.Module):
         x = self.upsample(index, x)
         if injection is not None:
             x = x + injection
-        blocks = self.resblocks[index * self.num_kernels : (index + 1) * self.num_kernels]
+        if use_fast_path(x):
+            return self._fast_stage(index, x).transpose(1, 2)
+        blocks = self._blocks(index)
         total = blocks[0](x)
         for block in blocks[1:]:
             total = total + block(x)
         return total / self.num_kernels
+
+    def _blocks(self, index: int) -> nn.ModuleList:
+        return self.resblocks[index * self.num_kernels : (index + 1) * self.num_kernels]
+
+    def _fast_stage(
+        self, index: int, x: Tensor, tail: Callable[[Tensor], Tensor] | None = None, tail_halo: int = 0
+    ) -> Tensor:
+        """Stage ``index``'s residual blocks (then ``tail``) on time-major chunks: [B, C, T] → [B, T, C']."""
+        blocks = self._blocks(index)
+
+        def run(piece: Tensor) -> Tensor:
+            total = blocks[0].forward_time_major(piece)
+            for block in blocks[1:]:
+                total.add_(block.forward_time_major(piece))
+            total.div_(self.num_kernels)
+            return total if tail is None else tail(total)
+
+        return _chunked_time_major(run, x, max(block.halo for block in blocks) + tail_halo)
+
+    def _post_time_major(self, x: Tensor) -> Tensor:
+        if self.activation == "snakebeta":
+            return self.activation_post.forward_time_major(x)
+        return F.leaky_relu(x, POST_LEAKY_SLOPE)
+
+    def _post_halo(self) -> int:
+        return self.activation_post.halo if self.activation == "snakebeta" else 0
 
     def features(
         self,
@@ -183,19 +223,7 @@ class Upsampler(nn.Module):
         ``style`` [B, cond_channels, 1] goes through ``cond``; ``injection`` [B, initial, T] is
         added after ``conv_pre``; ``stage_injections[i]`` after stage ``i``'s upsampling.
         """
-        x = self.conv_pre(x)
-        if injection is not None:
-            x = x + injection
-        if style is not None:
-            if not hasattr(self, "cond"):
-                raise ValueError("this Upsampler was built with cond_channels=0 and takes no style")
-            x = x + self.cond(style)
-        stage_injections = stage_injections or {}
-        for index in range(len(self.upsample_rates)):
-            x = self.stage(index, x, stage_injections.get(index))
-        if self.activation == "snakebeta":
-            return self.activation_post(x)
-        return F.leaky_relu(x, POST_LEAKY_SLOPE)
+        return self._run(x, style, injection, stage_injections, with_output=False)
 
     def forward(
         self,
@@ -206,6 +234,70 @@ class Upsampler(nn.Module):
         stage_injections: Mapping[int, Tensor] | None = None,
     ) -> Tensor:
         """[B, in, T] (+ style [B, cond, 1]) → [B, out_channels, T · ∏ rates]; see :meth:`features`."""
-        hidden = self.features(x, style, injection=injection, stage_injections=stage_injections)
+        return self._run(x, style, injection, stage_injections, with_output=True)
+
+    def _output(self, hidden: Tensor) -> Tensor:
         out = self.conv_post(hidden)
         return torch.tanh(out) if self.tanh_output else out
+
+    def _run(
+        self,
+        x: Tensor,
+        style: Tensor | None,
+        injection: Tensor | None,
+        stage_injections: Mapping[int, Tensor] | None,
+        with_output: bool,
+    ) -> Tensor:
+        x = self.conv_pre(x)
+        if injection is not None:
+            x = x + injection
+        if style is not None:
+            if not hasattr(self, "cond"):
+                raise ValueError("this Upsampler was built with cond_channels=0 and takes no style")
+            x = x + self.cond(style)
+        stage_injections = stage_injections or {}
+        last = len(self.upsample_rates) - 1
+        if use_fast_path(x) and last >= 0:
+            for index in range(last):
+                x = self.stage(index, x, stage_injections.get(index))
+            x = self.upsample(last, x)
+            if stage_injections.get(last) is not None:
+                x = x + stage_injections[last]
+            return self._fast_last_stage(x, with_output).transpose(1, 2)
+        for index in range(len(self.upsample_rates)):
+            x = self.stage(index, x, stage_injections.get(index))
+        if self.activation == "snakebeta":
+            hidden = self.activation_post(x)
+        else:
+            hidden = F.leaky_relu(x, POST_LEAKY_SLOPE)
+        return self._output(hidden) if with_output else hidden
+
+    def _fast_last_stage(self, x: Tensor, with_output: bool) -> Tensor:
+        """The last stage's blocks, the post activation and (``with_output``) ``conv_post`` in one chunked pass."""
+        if not with_output:
+            return self._fast_stage(len(self.upsample_rates) - 1, x, self._post_time_major, self._post_halo())
+
+        def tail(hidden: Tensor) -> Tensor:
+            out = conv1d_time_major(self.conv_post, self._post_time_major(hidden))
+            return out.tanh_() if self.tanh_output else out
+
+        halo = self._post_halo() + self.conv_post.dilation[0] * (self.conv_post.kernel_size[0] - 1) // 2
+        return self._fast_stage(len(self.upsample_rates) - 1, x, tail, halo)
+
+
+def _chunked_time_major(run: Callable[[Tensor], Tensor], x: Tensor, halo: int) -> Tensor:
+    """``run`` (a local, length-preserving map on [B, T, C]) over overlapping chunks of ``x`` [B, C, T] → [B, T, C']."""
+    batch, channels, length = x.shape
+    chunk = balanced_chunk(length, max(_MIN_CHUNK_HALOS * halo, STAGE_CHUNK_ELEMENTS // max(1, batch * channels), 1))
+    time_major = x.transpose(1, 2)
+    if chunk >= length:
+        return run(time_major.contiguous())
+    out = None
+    for start in range(0, length, chunk):
+        stop = min(length, start + chunk)
+        low, high = max(0, start - halo), min(length, stop + halo)
+        piece = run(time_major[:, low:high].contiguous())
+        if out is None:
+            out = piece.new_empty(batch, length, piece.shape[-1])
+        out[:, start:stop] = piece[:, start - low : stop - low]
+    return out

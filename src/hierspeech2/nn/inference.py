@@ -1,0 +1,129 @@
+"""Inference-time switches: the fast arithmetic paths and weight-norm folding.
+
+Fast paths (the polyphase alias-free activation, the time-chunked AMP stacks) compute the
+same function as the official arithmetic with operations reordered, so results differ only
+by float rounding. They run whenever no gradient is needed; inside :func:`reference_arithmetic`
+every block takes its official-arithmetic path instead (for tests and side-by-side timing).
+
+:func:`fuse_weight_norm` folds every weight-norm parametrization into a plain weight, so
+inference stops recomputing ``g · v / ‖v‖`` on each call. It is one-way: the fused model
+can no longer export the released (``weight_g`` / ``weight_v``) or native format, and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Callable, Iterator
+from typing import ParamSpec, TypeVar
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ..errors import CheckpointError
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_FAST_PATHS = contextvars.ContextVar("hierspeech2_fast_paths", default=True)
+_FUSED_FLAG = "_hierspeech2_weight_norm_fused"
+
+
+def fast_paths_enabled() -> bool:
+    """Whether blocks may take their fast inference paths (true unless inside :func:`reference_arithmetic`)."""
+    return _FAST_PATHS.get()
+
+
+def use_fast_path(x: Tensor) -> bool:
+    """A block's fast path applies: enabled, and no gradient flows (``inference_mode``/``no_grad`` or a leaf input)."""
+    return _FAST_PATHS.get() and not (torch.is_grad_enabled() and x.requires_grad)
+
+
+def balanced_chunk(length: int, target: int) -> int:
+    """A chunk size near ``target`` that splits ``length`` into equal parts (no small remainder chunk).
+
+    A remainder of a few samples would cost nearly a full chunk's fixed per-call overhead; a
+    length up to 1.5 × ``target`` stays one chunk.
+    """
+    count = max(1, round(length / max(1, target)))
+    return -(-length // count)
+
+
+@contextlib.contextmanager
+def reference_arithmetic() -> Iterator[None]:
+    """Run the enclosed code with the official arithmetic (every fast path off)."""
+    token = _FAST_PATHS.set(False)
+    try:
+        yield
+    finally:
+        _FAST_PATHS.reset(token)
+
+
+@contextlib.contextmanager
+def inference_context() -> Iterator[None]:
+    """``torch.inference_mode`` with every parametrized weight computed once and reused (``parametrize.cached``).
+
+    Pipelines run each model several times per call (windows, pieces, batches); inside this
+    context the weight-norm products are computed on first use instead of on every forward,
+    without changing the model, so it stays exportable (unlike :func:`fuse_weight_norm`).
+    """
+    with torch.inference_mode(), parametrize.cached():
+        yield
+
+
+def inference(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Decorate ``function`` to run in :func:`inference_context`."""
+
+    @functools.wraps(function)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with inference_context():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def _fold_weight_norm(module: nn.Module) -> bool:
+    """Replace ``module``'s weight-norm parametrization by the weight it computes; False if it has none."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return False
+    parametrizations = module.parametrizations
+    chain = parametrizations["weight"]
+    if len(parametrizations) != 1 or len(chain) != 1 or type(chain[0]).__name__ != "_WeightNorm":
+        return False
+    weight = module.weight.detach().clone()
+    # Not parametrize.remove_parametrizations: it deletes the property from the parametrized
+    # class, which copy.deepcopy shares between copies, and so breaks every other copy.
+    del module._modules["parametrizations"]
+    module.__class__ = type(module).__bases__[0]
+    module.weight = nn.Parameter(weight, requires_grad=chain.original0.requires_grad)
+    return True
+
+
+def fuse_weight_norm(module: nn.Module) -> nn.Module:
+    """Fold every weight-norm parametrization under ``module`` into a plain ``weight``, in place; returns ``module``.
+
+    The folded weight is exactly what the parametrization computed, so outputs are unchanged.
+    Afterwards ``state_dict`` (and with it ``official_state_dict``, ``save_pretrained``) raises
+    :class:`~hierspeech2.errors.CheckpointError`: the original ``g``/``v`` pair cannot be
+    recovered from their product. To keep an exportable model, fuse a ``copy.deepcopy`` of it.
+    """
+    with torch.no_grad():
+        fused = sum(_fold_weight_norm(child) for child in list(module.modules()))
+    if fused and not getattr(module, _FUSED_FLAG, False):
+        setattr(module, _FUSED_FLAG, True)
+        module.register_state_dict_pre_hook(_refuse_fused_export)
+    return module
+
+
+def is_weight_norm_fused(module: nn.Module) -> bool:
+    """Whether :func:`fuse_weight_norm` has folded this module's weight norm."""
+    return getattr(module, _FUSED_FLAG, False)
+
+
+def _refuse_fused_export(module: nn.Module, prefix: str, keep_vars: bool) -> None:
+    raise CheckpointError(
+        f"{type(module).__name__}'s weight norm was folded for inference (fuse_weight_norm), so its weights no "
+        "longer have the checkpoint layout (weight_g / weight_v). Export or save from a model that was not "
+        "fused: reload it, or fuse a copy.deepcopy(model) for inference instead"
+    )
