@@ -74,25 +74,25 @@ PROMPT_SECONDS = 3.0
 STAGES = ("f0", "mms", "backbone", "sr24k", "sr48k", "vc48k", "tts48k")
 MMS_LAYER = 7  # the released models read hidden state 7 of MMS-300m
 # facebook/mms-300m's architecture (its config.json), so that timing needs no download.
-MMS_300M = dict(
-    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-    conv_dim=(512,) * 7, conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-    conv_bias=True, num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16,
-    do_stable_layer_norm=True, feat_extract_norm="layer", feat_extract_activation="gelu",
-    hidden_act="gelu", layer_norm_eps=1e-5,
-)  # fmt: skip
+MMS_300M = {
+    "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+    "conv_dim": (512,) * 7, "conv_stride": (5, 2, 2, 2, 2, 2, 2), "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
+    "conv_bias": True, "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16,
+    "do_stable_layer_norm": True, "feat_extract_norm": "layer", "feat_extract_activation": "gelu",
+    "hidden_act": "gelu", "layer_norm_eps": 1e-5,
+}  # fmt: skip
 # The released "hierspeechpp_eng_kor" backbone configuration, as the official constructor takes it.
-OFFICIAL_BACKBONE = dict(
-    inter_channels=192, hidden_channels=192, filter_channels=768, n_heads=2, n_layers=6, kernel_size=3,
-    p_dropout=0.1, resblock="1", resblock_kernel_sizes=[3, 7, 11],
-    resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]], upsample_rates=[4, 5, 4, 2, 2],
-    upsample_initial_channel=512, upsample_kernel_sizes=[8, 11, 8, 4, 4], gin_channels=256,
-    prosody_size=20, uncond_ratio=0.1, cfg=True,
-)  # fmt: skip
-SPEECHSR_CONFIG = dict(
-    resblock="0", resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3,
-    upsample_rates=[3], upsample_initial_channel=32, upsample_kernel_sizes=[3],
-)  # fmt: skip
+OFFICIAL_BACKBONE = {
+    "inter_channels": 192, "hidden_channels": 192, "filter_channels": 768, "n_heads": 2, "n_layers": 6, "kernel_size": 3,
+    "p_dropout": 0.1, "resblock": "1", "resblock_kernel_sizes": [3, 7, 11],
+    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "upsample_rates": [4, 5, 4, 2, 2],
+    "upsample_initial_channel": 512, "upsample_kernel_sizes": [8, 11, 8, 4, 4], "gin_channels": 256,
+    "prosody_size": 20, "uncond_ratio": 0.1, "cfg": True,
+}  # fmt: skip
+SPEECHSR_CONFIG = {
+    "resblock": "0", "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5]] * 3,
+    "upsample_rates": [3], "upsample_initial_channel": 32, "upsample_kernel_sizes": [3],
+}  # fmt: skip
 PITCH_FLOOR_HZ = 55.0  # official TTS chain
 PEAK = 0.999
 
@@ -169,7 +169,7 @@ def _read_wav(path: Path) -> torch.Tensor:
 
 def speech(seconds: float, audio_dir: Path, offset: int = 0) -> torch.Tensor:
     """``seconds`` of 16 kHz speech [N]: the shared LibriTTS utterances end to end (a synthetic voice without them)."""
-    n = int(round(seconds * SAMPLE_RATE))
+    n = round(seconds * SAMPLE_RATE)
     files = sorted(audio_dir.glob("*.wav")) if audio_dir.is_dir() else []
     if files:
         clips = [_read_wav(f) for f in files[offset:] + files[:offset]]
@@ -402,27 +402,27 @@ def stage_functions(
     theirs_fn: Callable[[], Any] | None = None
 
     if stage == "f0":
-        ours_fn = lambda: yaapt(x.source, variant="inference")  # noqa: E731
-        theirs_fn = lambda: official_yaapt(x.source.numpy()[None])  # noqa: E731
+        ours_fn = lambda: yaapt(x.source, variant="inference")
+        theirs_fn = lambda: official_yaapt(x.source.numpy()[None])
     elif stage == "mms":
-        ours_fn = lambda: ours.mms(source.unsqueeze(0))  # noqa: E731
+        ours_fn = lambda: ours.mms(source.unsqueeze(0))
         if theirs:
-            theirs_fn = lambda: theirs.mms(F.pad(wav, (40, 40), mode="reflect"))  # noqa: E731
+            theirs_fn = lambda: theirs.mms(F.pad(wav, (40, 40), mode="reflect"))
     elif stage == "backbone":
-        ours_fn = lambda: ours.backbone.voice_conversion(semantic, lengths, prompt_mel, mel_lengths, log_f0)  # noqa: E731
+        ours_fn = lambda: ours.backbone.voice_conversion(semantic, lengths, prompt_mel, mel_lengths, log_f0)
         if theirs:
-            theirs_fn = lambda: theirs.backbone.voice_conversion_noise_control(  # noqa: E731
+            theirs_fn = lambda: theirs.backbone.voice_conversion_noise_control(
                 semantic, lengths, prompt_mel, mel_lengths, log_f0, noise_scale=0.333
             )
     elif stage in ("sr24k", "sr48k"):
         mine, other = (ours.sr24, theirs and theirs.sr24) if stage == "sr24k" else (ours.sr48, theirs and theirs.sr48)
-        ours_fn = lambda: mine(wav)  # noqa: E731
+        ours_fn = lambda: mine(wav)
         theirs_fn = (lambda: other(wav)) if other is not None else None
     elif stage == "vc48k":
         pipeline = VoiceConversion(ours.backbone, ours.mms, ours.sr48)
-        ours_fn = lambda: pipeline(x.source, x.prompt, source_rate=SAMPLE_RATE, target_rate=SAMPLE_RATE, seed=0)  # noqa: E731
+        ours_fn = lambda: pipeline(x.source, x.prompt, source_rate=SAMPLE_RATE, target_rate=SAMPLE_RATE, seed=0)
         if theirs:
-            theirs_fn = lambda: official_vc(theirs, x.source, x.prompt, device, noise_scale=0.333)  # noqa: E731
+            theirs_fn = lambda: official_vc(theirs, x.source, x.prompt, device, noise_scale=0.333)
         seconds = x.source.numel() / SAMPLE_RATE
     elif stage == "tts48k":
         pipeline = TextToSpeech(ours.ttv, ours.backbone, ours.sr48)
@@ -435,7 +435,7 @@ def stage_functions(
             return pipeline.synthesize_from_tokens(x.tokens, mel)
 
         if theirs:
-            theirs_fn = lambda: official_tts(theirs, x.tokens, x.prompt, device)  # noqa: E731
+            theirs_fn = lambda: official_tts(theirs, x.tokens, x.prompt, device)
         seconds = float("nan")  # known after the warm-up call
     else:
         raise ValueError(stage)

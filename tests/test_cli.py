@@ -13,7 +13,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello_16k.wav"
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "hierspeech2.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "hierspeech2.cli", *args], capture_output=True, text=True, timeout=300, check=False
     )
 
 
@@ -72,3 +72,10 @@ def test_training_and_data_commands_are_wired() -> None:
     assert "checkpoint" in run_cli("export", "--help").stdout
     fit_help = run_cli("fit", "--help")
     assert fit_help.returncode == 0 and "--config" in fit_help.stdout
+
+
+def test_f0_choices_follow_the_pitch_module() -> None:
+    from hierspeech2.cli import F0_METHOD_CHOICES
+    from hierspeech2.pitch import F0_METHODS
+
+    assert F0_METHOD_CHOICES == F0_METHODS

@@ -93,20 +93,20 @@ def test_super_resolution_from_any_rate() -> None:
 
 # --- tiny models, real audio: the whole VC / TTS pipelines end to end -------------------------
 
-TINY_BACKBONE = dict(
-    spec_channels=9, semantic_channels=32, inter_channels=8, hidden_channels=8, filter_channels=16,
-    resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3),), upsample_rates=(4, 5, 4, 4),
-    upsample_initial_channel=32, upsample_kernel_sizes=(8, 11, 8, 8), gin_channels=8, prosody_size=4,
-    style_hidden_channels=8, posterior_layers=1, prior_layers=1, flow_layers=1, n_flows=1,
-    audio_encoder_channels=(4, 4, 4, 8), audio_downsample_rates=(8, 5, 8),
-    audio_downsample_kernel_sizes=(16, 10, 16),
-)
-TINY_TTV = dict(
-    semantic_channels=32, inter_channels=16, hidden_channels=16, style_channels=8, style_hidden_channels=16,
-    text_filter_channels=32, text_heads=2, text_layers=1, posterior_layers=1, flow_layers=1, flow_count=1,
-    flow_heads=2, decoder_hidden_channels=16, decoder_layers=1, duration_filter_channels=16,
-    duration_flows=2, pitch_channels=16,
-)
+TINY_BACKBONE = {
+    "spec_channels": 9, "semantic_channels": 32, "inter_channels": 8, "hidden_channels": 8, "filter_channels": 16,
+    "resblock_kernel_sizes": (3,), "resblock_dilation_sizes": ((1, 3),), "upsample_rates": (4, 5, 4, 4),
+    "upsample_initial_channel": 32, "upsample_kernel_sizes": (8, 11, 8, 8), "gin_channels": 8, "prosody_size": 4,
+    "style_hidden_channels": 8, "posterior_layers": 1, "prior_layers": 1, "flow_layers": 1, "n_flows": 1,
+    "audio_encoder_channels": (4, 4, 4, 8), "audio_downsample_rates": (8, 5, 8),
+    "audio_downsample_kernel_sizes": (16, 10, 16),
+}
+TINY_TTV = {
+    "semantic_channels": 32, "inter_channels": 16, "hidden_channels": 16, "style_channels": 8, "style_hidden_channels": 16,
+    "text_filter_channels": 32, "text_heads": 2, "text_layers": 1, "posterior_layers": 1, "flow_layers": 1, "flow_count": 1,
+    "flow_heads": 2, "decoder_hidden_channels": 16, "decoder_layers": 1, "duration_filter_channels": 16,
+    "duration_flows": 2, "pitch_channels": 16,
+}
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +187,19 @@ def test_text_to_speech_end_to_end(tiny_parts, utterances) -> None:
     assert slower.numel() > 1.5 * audio.numel()
     with pytest.raises(TypeError, match="unknown setting"):
         tts("Hi.", utterances[2], speed=2.0)
+
+
+def test_f0_extractor_names_resolve_to_the_inference_setting(monkeypatch) -> None:
+    from hierspeech2 import pipelines
+
+    assert pipelines.inference_f0_extractor("yaapt") is pipelines.yaapt_f0
+    calls = []
+    monkeypatch.setattr(
+        pipelines, "extract_f0", lambda wav, method, variant: calls.append((method, variant)) or torch.ones(1, 1, 4)
+    )
+    assert pipelines.inference_f0_extractor("praat")(torch.zeros(320)).shape == (4,)
+    assert calls == [("praat", "inference")]
+    custom = lambda wav: wav
+    assert pipelines.inference_f0_extractor(custom) is custom
+    with pytest.raises(ValueError, match="unknown F0 method 'crepe'.*yaapt"):
+        pipelines.inference_f0_extractor("crepe")

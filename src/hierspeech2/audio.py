@@ -7,6 +7,7 @@ encoder during training.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import uuid
@@ -21,7 +22,7 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
-from hierspeech2.errors import AudioError, AudioFileNotFoundError
+from hierspeech2.errors import AudioError, AudioFileNotFoundError, OutputError
 
 __all__ = [
     "HOP_LENGTH",
@@ -191,16 +192,19 @@ def save_audio(
             f"subtype {subtype!r} is not valid for {audio_format} files; "
             f"valid: {', '.join(sorted(sf.available_subtypes(audio_format)))}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
     # A crash mid-write must never leave a truncated file under the final name.
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(tmp), data, sample_rate, subtype=subtype, format=audio_format)
         os.replace(tmp, path)
+    except OSError as error:  # full disk, read-only folder
+        raise OutputError.writing(path, error) from error
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
         raise AudioError(f"cannot write {path}: {error}") from error
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return path
 
 

@@ -9,6 +9,7 @@ so the peak normalisation of the official scripts needs no more memory than one 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import uuid
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .audio import MODEL_SAMPLE_RATE, _format_for, read_audio, resample, validate_waveform
-from .errors import AudioError, AudioFileNotFoundError
+from .errors import AudioError, AudioFileNotFoundError, OutputError
 
 __all__ = ["AudioReader", "FileSink", "MemorySink", "Normalisation"]
 
@@ -190,26 +191,33 @@ class FileSink:
         self.normalisation = normalisation
         self.target_peak = target_peak
         self.subtype = subtype
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         token = uuid.uuid4().hex
         self.scratch = self.path.with_name(f".{self.path.name}.{token}.f32")
         self.partial = self.path.with_name(f".{self.path.name}.{token}.tmp")
         self.peak = 0.0
         self.samples = 0
-        self._raw = open(self.scratch, "wb")  # noqa: SIM115 - closed in close()/discard()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._raw = open(self.scratch, "wb")  # noqa: SIM115 - closed in close()/discard()
+        except OSError as error:
+            raise OutputError.writing(self.path, error) from error
 
     def write(self, block: Tensor) -> None:
         data = block.detach().reshape(-1).float().cpu().numpy()
         if data.size:
             self.peak = max(self.peak, float(np.abs(data).max()))
-            self._raw.write(data.tobytes())
+            try:
+                self._raw.write(data.tobytes())
+            except OSError as error:  # the scratch file filled the disk
+                self.discard()
+                raise OutputError.writing(self.path, error) from error
             self.samples += data.size
 
     def close(self) -> Path:
         """Rescale the scratch file into the output; returns its path."""
-        self._raw.close()
         gain = _gain(self.peak, self.normalisation, self.target_peak)
         try:
+            self._raw.close()  # flushes the last buffered block, which can hit a full disk
             with sf.SoundFile(
                 str(self.partial),
                 "w",
@@ -223,16 +231,20 @@ class FileSink:
                     block = np.fromfile(self.scratch, dtype=np.float32, count=count, offset=4 * offset)
                     out.write(block * np.float32(gain))
             os.replace(self.partial, self.path)
-        except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OSError) as error:
+        except OSError as error:
+            raise OutputError.writing(self.path, error) from error
+        except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
             raise AudioError(f"cannot write {self.path}: {error}") from error
         finally:
             self._cleanup()
         return self.path
 
     def discard(self) -> None:
-        self._raw.close()
+        with contextlib.suppress(OSError):
+            self._raw.close()
         self._cleanup()
 
     def _cleanup(self) -> None:
-        self.scratch.unlink(missing_ok=True)
-        self.partial.unlink(missing_ok=True)
+        for path in (self.scratch, self.partial):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
+from safetensors import SafetensorError
 from torch import Tensor, nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -207,7 +210,7 @@ class OfficialCheckpointMixin:
         return {}
 
     @classmethod
-    def from_official(
+    def from_official(  # noqa: PYI019 (typing.Self needs Python 3.11)
         cls: type[M], path_or_state_dict: str | os.PathLike | Mapping[str, Tensor], config: Mapping[str, Any] | None = None
     ) -> M:
         """Build the model and load an official checkpoint (path or state dict) strictly; eval mode."""
@@ -294,11 +297,49 @@ class NativeCheckpointMixin(
     - records the class in ``config.json`` (``hierspeech2_class``) and refuses a checkpoint of another class.
     """
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *, config: dict | None = None, **kwargs: Any):
-        """Write ``config.json`` + ``model.safetensors`` (+ a model card) to ``save_directory``; see the base class."""
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        config: dict | None = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ):
+        """Write ``config.json`` + ``model.safetensors`` (+ a model card) to ``save_directory``; see the base class.
+
+        The files are written into a staging folder first and then renamed into place, so a full
+        disk or a read-only folder raises :class:`~hierspeech2.errors.OutputError` and leaves an
+        earlier export in ``save_directory`` as it was (the base class deletes ``config.json`` first).
+        """
         config = dict(self._hub_mixin_config or {}) if config is None else dict(config)
         config[NATIVE_CLASS_KEY] = type(self).__name__
-        return super().save_pretrained(save_directory, config=config, **kwargs)
+        save_directory = Path(save_directory)
+        staging = None
+        try:
+            save_directory.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=save_directory))
+            super().save_pretrained(staging, config=config, model_card_kwargs=model_card_kwargs)
+            # weights before config: a folder whose config.json is new has its new weights too
+            for name in (NATIVE_WEIGHTS_FILE, NATIVE_CONFIG_FILE, "README.md"):
+                if name == "README.md" and (save_directory / name).exists():
+                    continue  # as the base class: never overwrite a model card
+                if (staging / name).exists():
+                    os.replace(staging / name, save_directory / name)
+        except (OSError, SafetensorError) as error:
+            raise OutputError.writing(save_directory, error) from error
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+        if push_to_hub:
+            return self.push_to_hub(
+                repo_id or save_directory.name,
+                config=config,
+                model_card_kwargs=model_card_kwargs,
+                **push_to_hub_kwargs,
+            )
+        return None
 
     def _save_pretrained(self, save_directory: Path) -> None:
         from safetensors.torch import save_file

@@ -23,6 +23,8 @@ DEFAULT_TTS_MODEL = "hierspeech2-tts"
 DEFAULT_SR_RATE = 48000
 DTYPES = ("float32", "float16", "bfloat16")
 OUTPUT_FORMATS = ("wav", "flac", "ogg")
+# hierspeech2.pitch.F0_METHODS, repeated so that `--help` needs no torch import (a test keeps them equal).
+F0_METHOD_CHOICES = ("yaapt", "swift", "praat")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -204,6 +206,13 @@ def _add_vc_parser(commands, name: str) -> None:
         default=None,
         help="semantic encoder instead of the model's: registry name, Hub id (facebook/mms-300m) "
         "or local transformers folder",
+    )
+    vc.add_argument(
+        "--f0",
+        choices=F0_METHOD_CHOICES,
+        default="yaapt",
+        help="F0 extractor for source and prompt: yaapt (official, default), swift (about 10x faster, MIT) "
+        "or praat (as fast; GPL-3, needs `pip install hierspeech2[praat]`)",
     )
     _add_runtime(vc)
 
@@ -557,6 +566,7 @@ def _run_vc(args: argparse.Namespace) -> None:
         output_rate=args.output_rate,
         noise_scale=args.noise_scale,
         denoise_ratio=args.denoise_ratio,
+        f0_extractor=args.f0,
         batch_size=args.batch_size or (4 if rows else 1),
         **parts,
     )
@@ -566,17 +576,28 @@ def _run_vc(args: argparse.Namespace) -> None:
         )
         log.info("wrote %s (%d Hz)", path, pipeline.output_rate)
         return
-    base = args.batch.parent
+    jobs, labels, early = _batch_jobs(args.batch, rows, path_columns=(0, 1, 2))
+    results = pipeline.convert_many(jobs, seed=args.seed, progress=_progress(args))
+    _report("vc", labels, results, early)
+
+
+def _batch_jobs(
+    batch: Path, rows: list, path_columns: tuple[int, ...]
+) -> tuple[list[tuple], list[str], dict[int, HierSpeechError]]:
+    """Jobs from a batch file's rows (``path_columns`` resolved against its folder), their labels, early errors."""
     jobs, labels, early = [], [], {}
     for index, row in enumerate(rows):
-        labels.append(f"{args.batch.name} line {row.line}" if isinstance(row, _Row) else f"{args.batch.name}")
+        labels.append(f"{batch.name} line {row.line}" if isinstance(row, _Row) else f"{batch.name}")
         if isinstance(row, HierSpeechError):
             early[index] = row
             continue
-        source, target, output = row.cells
-        jobs.append((_relative_to(base, source), _relative_to(base, target), _relative_to(base, output)))
-    results = pipeline.convert_many(jobs, seed=args.seed, progress=_progress(args))
-    _report("vc", labels, results, early)
+        jobs.append(
+            tuple(
+                _relative_to(batch.parent, cell) if column in path_columns else cell
+                for column, cell in enumerate(row.cells)
+            )
+        )
+    return jobs, labels, early
 
 
 def _run_tts(args: argparse.Namespace) -> None:
@@ -628,15 +649,7 @@ def _run_tts(args: argparse.Namespace) -> None:
         )
         log.info("wrote %s (%d Hz)", path, pipeline.output_rate)
         return
-    base = args.batch.parent
-    jobs, labels, early = [], [], {}
-    for index, row in enumerate(rows):
-        labels.append(f"{args.batch.name} line {row.line}" if isinstance(row, _Row) else f"{args.batch.name}")
-        if isinstance(row, HierSpeechError):
-            early[index] = row
-            continue
-        line_text, prompt, output = row.cells
-        jobs.append((line_text, _relative_to(base, prompt), _relative_to(base, output)))
+    jobs, labels, early = _batch_jobs(args.batch, rows, path_columns=(1, 2))
     results = pipeline.synthesize_many(jobs, seed=args.seed, progress=_progress(args))
     _report("tts", labels, results, early)
 

@@ -15,6 +15,7 @@ Inputs are file paths, numpy arrays or tensors at any sample rate; calling a pip
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -32,9 +33,10 @@ from torch import Tensor, nn
 from .audio import LogMelSpectrogram, load_audio, pad_to_multiple, resample, validate_waveform
 from .audio_stream import AudioReader, FileSink, MemorySink
 from .chunking import ChunkPlan, CrossFader, Window, fade_in_weights
-from .errors import AudioError, HierSpeechError, TextError
+from .errors import AudioError, HierSpeechError, SettingError, TextError
 from .models import HierSpeech2, SpeechSR, TextToVec
-from .pitch import yaapt
+from .nn.inference import inference
+from .pitch import F0_METHODS, extract_f0, yaapt
 from .text import text_to_tokens
 from .text.segment import MAX_PIECE_CHARS, Piece, split_text
 
@@ -59,6 +61,8 @@ PEAK = 0.999  # official output peak after "max" normalisation
 OUTPUT_RATES = (16_000, 24_000, 48_000)
 MAX_CHANNELS = 32  # a [C, N] array with more rows than this is taken for a batch, which pipelines refuse
 OFFICIAL_DENOISE_RATIO = 0.8  # official inference scripts' --denoise_ratio default
+# Float audio is about [-1, 1]; far beyond, the spectrogram features overflow and the output turns to NaN.
+MAX_INPUT_PEAK = 1_000.0
 # long-form TTS: fades at piece edges so that the pauses start and end without clicks
 PIECE_EDGE_FADE_SECONDS = 0.005
 
@@ -93,6 +97,29 @@ def as_waveform(
             f"{name}: expected mono [N] or multichannel [C, N] audio, got shape {tuple(wav.shape)}"
         )
     return resample(wav, sample_rate, target_rate) if sample_rate != target_rate else wav
+
+
+def check_peak(wav: Tensor, name: str) -> Tensor:
+    """``wav`` unchanged, or an :class:`AudioError` when its samples are far outside [-1, 1] (no longer audio)."""
+    peak = float(wav.abs().max()) if wav.numel() else 0.0
+    if peak > MAX_INPUT_PEAK:
+        raise AudioError(
+            f"{name} peaks at {peak:.3g}, but audio samples belong in [-1, 1] (limit {MAX_INPUT_PEAK:g}); "
+            "is it 16-bit PCM stored as float? divide it by 32768"
+        )
+    return wav
+
+
+def check_scale(name: str, value: float, positive: bool = False) -> float:
+    """``value`` as a float, or a :class:`SettingError` when it is NaN/Inf, negative (or zero with ``positive``)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise SettingError(f"{name} must be a finite number {bound}, got {value!r}")
+    return number
 
 
 def _with_rate(audio: Any, sample_rate: int | None) -> tuple[Any, int | None]:
@@ -146,6 +173,24 @@ def transfer_log_f0(source_f0: np.ndarray, prompt_f0: np.ndarray) -> Tensor:
 def yaapt_f0(wav: Tensor) -> Tensor:
     """The official VC F0: YAAPT with ``f0_max=1100`` → Hz ``[ceil(N / 80)]``."""
     return yaapt(wav, variant="inference").reshape(-1)
+
+
+def inference_f0_extractor(method: str | F0Extractor) -> F0Extractor:
+    """An F0 extractor for voice conversion: a callable, or a name from :data:`hierspeech2.pitch.F0_METHODS`.
+
+    Names use the official VC setting (``f0_max=1100``).
+    """
+    if callable(method):
+        return method
+    if method == "yaapt":
+        return yaapt_f0
+    if method not in F0_METHODS:
+        raise ValueError(f"unknown F0 method {method!r}; choose one of {', '.join(F0_METHODS)} or pass a callable")
+    return functools.partial(_named_f0, method=method)
+
+
+def _named_f0(wav: Tensor, method: str) -> Tensor:
+    return extract_f0(wav, method=method, variant="inference").reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -303,13 +348,13 @@ class SuperResolution:
     def output_rate(self) -> int:
         return int(self.speechsr.output_rate)
 
-    @torch.inference_mode()
+    @inference
     def __call__(self, audio: AudioInput, sample_rate: int | None = None) -> tuple[Tensor, int]:
         """Super-resolve ``audio`` → ``(waveform [⌊ratio · N⌋], output_rate)``."""
         (result,) = self._run([(audio, sample_rate, None)], raise_errors=True)
         return result.audio, self.output_rate
 
-    @torch.inference_mode()
+    @inference
     def process_file(
         self,
         audio: AudioInput,
@@ -321,7 +366,7 @@ class SuperResolution:
         (result,) = self._run([(audio, sample_rate, output)], raise_errors=True, progress=progress)
         return result.path
 
-    @torch.inference_mode()
+    @inference
     def process_many(
         self, jobs: Sequence[tuple[AudioInput, str | os.PathLike | None]], progress: bool = False
     ) -> list[Result]:
@@ -359,7 +404,9 @@ class SuperResolution:
         return self.output_rate / SAMPLE_RATE
 
     def _render(self, group: list[tuple[_Job, Window]]) -> Tensor:
-        wav = torch.stack([job.state["reader"].read(w.start, w.end) for job, w in group])
+        wav = check_peak(
+            torch.stack([job.state["reader"].read(w.start, w.end) for job, w in group]), "input audio"
+        )
         device, dtype = _device_of(self.speechsr), _dtype_of(self.speechsr)
         return self.speechsr(wav.unsqueeze(1).to(device, dtype))[:, 0].float().cpu()
 
@@ -421,16 +468,20 @@ class _Synthesis:
         return self.output_rate / SAMPLE_RATE
 
     def _check_ratio(self, denoise_ratio: float) -> float:
-        if not 0.0 <= denoise_ratio <= 1.0:
-            raise ValueError(f"denoise_ratio must be in [0, 1], got {denoise_ratio}")
-        if denoise_ratio > 0 and self.denoiser is None:
-            raise ValueError(
+        try:
+            ratio = float(denoise_ratio)
+        except (TypeError, ValueError):
+            ratio = math.nan
+        if not 0.0 <= ratio <= 1.0:  # NaN fails too
+            raise SettingError(f"denoise_ratio must be in [0, 1], got {denoise_ratio!r}")
+        if ratio > 0 and self.denoiser is None:
+            raise SettingError(
                 "denoise_ratio > 0 needs a prompt denoiser; none is loaded, so pass denoise_ratio=0 "
                 "(or load one: denoiser=hierspeech2.load_model('denoiser'))"
             )
-        return float(denoise_ratio)
+        return ratio
 
-    @torch.inference_mode()
+    @inference
     def encode_prompt(
         self,
         audio: AudioInput,
@@ -443,7 +494,7 @@ class _Synthesis:
         Pass the result instead of the audio to many calls; it is only denoised when ``denoise_ratio > 0``.
         """
         denoise_ratio = self._check_ratio(self.denoise_ratio if denoise_ratio is None else denoise_ratio)
-        prompt = as_waveform(audio, sample_rate, "voice prompt")
+        prompt = check_peak(as_waveform(audio, sample_rate, "voice prompt"), "voice prompt")
         seconds = prompt.numel() / SAMPLE_RATE
         if seconds < MIN_PROMPT_SECONDS:
             raise AudioError(
@@ -548,7 +599,9 @@ class VoiceConversion(_Synthesis):
         noise_scale: prior noise of the backbone (0: deterministic).
         denoise_ratio: weight of the denoised prompt's style (needs ``denoiser``).
         scale_norm: "max" (peak 0.999, official), "prompt" (the prompt's peak) or "none".
-        f0_extractor: F0 of the source and prompt (default: YAAPT, as official).
+        f0_extractor: F0 of the source and prompt: a name from :data:`~hierspeech2.pitch.F0_METHODS`
+            ("yaapt", official and the default; "swift" or "praat", about 10× faster) or a callable
+            ``[N] → Hz [N / 80]``.
         chunk_plan, batch_size: window geometry, and windows per model call.
     """
 
@@ -562,7 +615,7 @@ class VoiceConversion(_Synthesis):
         noise_scale: float = 0.333,
         denoise_ratio: float | None = None,
         scale_norm: ScaleNorm = "max",
-        f0_extractor: F0Extractor = yaapt_f0,
+        f0_extractor: F0Extractor | str = "yaapt",
         chunk_plan: ChunkPlan = VC_CHUNKS,
         batch_size: int = 1,
     ) -> None:
@@ -575,7 +628,7 @@ class VoiceConversion(_Synthesis):
             )
         self.semantic_encoder = semantic_encoder.eval()
         self.noise_scale = noise_scale
-        self.f0_extractor = f0_extractor
+        self.f0_extractor = inference_f0_extractor(f0_extractor)
         self.chunk_plan = chunk_plan
         self.batch_size = batch_size
 
@@ -585,7 +638,7 @@ class VoiceConversion(_Synthesis):
         """Load and encode a voice prompt once, with its F0 (see :meth:`_Synthesis.encode_prompt`)."""
         return super().encode_prompt(audio, sample_rate, denoise_ratio, f0_extractor=self.f0_extractor)
 
-    @torch.inference_mode()
+    @inference
     def __call__(
         self,
         source: AudioInput,
@@ -607,7 +660,7 @@ class VoiceConversion(_Synthesis):
         )
         return result.audio, self.output_rate
 
-    @torch.inference_mode()
+    @inference
     def convert_file(
         self,
         source: AudioInput,
@@ -630,7 +683,7 @@ class VoiceConversion(_Synthesis):
         )
         return result.path
 
-    @torch.inference_mode()
+    @inference
     def convert_many(
         self,
         jobs: Sequence[tuple[AudioInput, AudioInput | Prompt, str | os.PathLike | None]],
@@ -652,7 +705,7 @@ class VoiceConversion(_Synthesis):
     def _run(
         self, items, noise_scale, denoise_ratio, seed, raise_errors: bool, progress: bool = False
     ) -> list[Result]:
-        noise_scale = self.noise_scale if noise_scale is None else noise_scale
+        noise_scale = check_scale("noise_scale", self.noise_scale if noise_scale is None else noise_scale)
         denoise_ratio = self._check_ratio(self.denoise_ratio if denoise_ratio is None else denoise_ratio)
         prompts = _PromptCache(
             lambda audio, rate: self.encode_prompt(audio, rate, denoise_ratio), denoise_ratio, needs_f0=True
@@ -696,7 +749,9 @@ class VoiceConversion(_Synthesis):
         job.remaining = len(job.windows)
 
     def _render(self, group: list[tuple[_Job, Window]], noise_scale: float, denoise_ratio: float) -> Tensor:
-        wav = torch.stack([job.state["reader"].read(w.start, w.end) for job, w in group])
+        wav = check_peak(
+            torch.stack([job.state["reader"].read(w.start, w.end) for job, w in group]), "source"
+        )
         semantic = self.semantic_encoder(wav.to(_device_of(self.semantic_encoder)))
         log_f0 = torch.stack(
             [job.state["log_f0"][w.start // F0_HOP : w.end // F0_HOP] for job, w in group]
@@ -760,7 +815,7 @@ class TextToSpeech(_Synthesis):
         options["denoise_ratio"] = self._check_ratio(options["denoise_ratio"])
         return options
 
-    @torch.inference_mode()
+    @inference
     def __call__(
         self,
         text: str,
@@ -781,7 +836,7 @@ class TextToSpeech(_Synthesis):
         )
         return result.audio, self.output_rate
 
-    @torch.inference_mode()
+    @inference
     def synthesize_to_file(
         self,
         text: str,
@@ -799,7 +854,7 @@ class TextToSpeech(_Synthesis):
         )
         return result.path
 
-    @torch.inference_mode()
+    @inference
     def synthesize_many(
         self,
         jobs: Sequence[tuple[str, AudioInput | Prompt, str | os.PathLike | None]],
@@ -815,7 +870,7 @@ class TextToSpeech(_Synthesis):
         items = [(text, prompt, None, output) for text, prompt, output in jobs]
         return self._run(items, seed, progress, settings, raise_errors=False)
 
-    @torch.inference_mode()
+    @inference
     def synthesize_from_tokens(
         self,
         tokens: Tensor,
@@ -931,6 +986,11 @@ class TextToSpeech(_Synthesis):
         denoise_ratio: float,
     ) -> list[Tensor]:
         """Token rows [B, L] (zero-padded) → one waveform per row, unnormalised; TTV batched, backbone by length."""
+        noise_scale_ttv = check_scale("noise_scale_ttv", noise_scale_ttv)
+        noise_scale_vc = check_scale("noise_scale_vc", noise_scale_vc)
+        noise_scale_w = check_scale("noise_scale_w", noise_scale_w)
+        length_scale = check_scale("length_scale", length_scale, positive=True)
+        denoise_ratio = self._check_ratio(denoise_ratio)
         device = _device_of(self.ttv)
         token_lengths = token_lengths or [tokens.shape[-1]] * tokens.shape[0]
         prompt_mel, prompt_lengths = self._prompt_rows(prompts)

@@ -15,11 +15,12 @@ Precision, devices, nodes and strategy are Trainer options; nothing here touches
 from __future__ import annotations
 
 import sys
-
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningCLI
+
+from .errors import HierSpeechError
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -40,12 +41,40 @@ class HierSpeechCLI(LightningCLI):
             auto_configure_optimizers=False,
         )
 
+    def instantiate_classes(self) -> None:
+        # A value the types allow but a constructor refuses (a negative width, a learning rate
+        # out of range) surfaces deep inside the model; report it as a recipe error instead.
+        try:
+            super().instantiate_classes()
+        except Exception as error:  # noqa: BLE001 - any failure here comes from the recipe's values
+            cause = _root_cause(error)
+            self.parser.error(
+                f"the recipe's values cannot build the run: {type(cause).__name__}: {cause}\n"
+                "Check the model/data/trainer init_args in the recipe (print the resolved config with "
+                "--print_config)."
+            )
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The innermost exception of a chain (jsonargparse wraps a constructor's error in union-type errors)."""
+    seen = {id(error)}
+    while True:
+        inner = error.__cause__ or error.__context__
+        if inner is None or id(inner) in seen:
+            return error
+        seen.add(id(inner))
+        error = inner
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``lightning`` console script; ``argv`` defaults to ``sys.argv[1:]``."""
     if argv is not None and list(argv) == sys.argv[1:]:
         argv = None  # called as `hierspeech2 fit ...`: LightningCLI reads sys.argv itself
-    HierSpeechCLI(args=argv)
+    try:
+        HierSpeechCLI(args=argv)
+    except HierSpeechError as error:  # e.g. NaN losses, an unreadable checkpoint: the message says what to do
+        print(f"lightning: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from error
 
 
 if __name__ == "__main__":

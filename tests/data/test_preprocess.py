@@ -1,4 +1,5 @@
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -161,19 +162,29 @@ def _cli(out: Path, corpus: Path, encoder: Path, delay: float = 0.0) -> subproce
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def test_killed_run_resumes_to_the_same_cache(tmp_path, corpora_dir, tiny_encoder_dir, ttv_cache):
+def _kill_points(seed: int = 20261125) -> list[tuple[int, float]]:
+    """Three kill points, fixed by ``seed``: after 1, 2 or 3 items are cached, plus 0–0.9 s into the next one."""
+    rng = random.Random(seed)
+    return [(items, round(rng.uniform(0.0, 0.9), 2)) for items in (1, 2, 3)]
+
+
+@pytest.mark.parametrize(("items", "offset"), _kill_points(), ids=lambda value: str(value))
+def test_killed_run_resumes_to_the_same_cache(
+    tmp_path, corpora_dir, tiny_encoder_dir, ttv_cache, items, offset
+):
     out = tmp_path / "cache"
     corpus = corpora_dir / "mini-libritts"
     process = _cli(out, corpus, tiny_encoder_dir, delay=1.0)
     deadline = time.monotonic() + 120
-    while not list(out.rglob("*.safetensors")):
+    while len(list(out.rglob("*.safetensors"))) < items:
         assert process.poll() is None, process.stdout.read().decode()
-        assert time.monotonic() < deadline, "the run never wrote an item"
+        assert time.monotonic() < deadline, f"the run never wrote {items} item(s)"
         time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)  # during the second item's (slowed-down) F0
+    time.sleep(offset)
+    process.send_signal(signal.SIGKILL)  # during the next item's (slowed-down, 1 s) F0 or its write
     process.wait()
     done = len(list(out.rglob("*.safetensors")))
-    assert 1 <= done < 4 and not (out / "manifest.jsonl").exists()
+    assert items <= done < 4 and not (out / "manifest.jsonl").exists()
 
     # resume here, with the same settings as the command line (encoder loaded from the same folder)
     semantic = SemanticFeatures(name_or_path=str(tiny_encoder_dir), layer=2)

@@ -12,10 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-import hierspeech2.nn.alias_free as alias_free
-import hierspeech2.nn.upsampler as upsampler
 from hierspeech2.errors import CheckpointError
 from hierspeech2.models import SpeechSR
+from hierspeech2.nn import alias_free, upsampler
 from hierspeech2.nn.activations import Snake, SnakeBeta
 from hierspeech2.nn.alias_free import Activation1d
 from hierspeech2.nn.generator import Generator, SourceNetwork

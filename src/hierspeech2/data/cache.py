@@ -16,18 +16,21 @@ rebuilt from their headers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from ..errors import OutputError
 
 __all__ = ["CacheRecord", "FeatureCache", "atomic_write_text"]
 
@@ -68,13 +71,32 @@ class CacheRecord:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(temp: Path) -> None:
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    _atomic_write(path, write)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(temp)`` then rename to ``path``; on failure the temporary file goes and ``path`` is untouched.
+
+    An ``OSError`` (full disk, read-only folder) becomes an :class:`~hierspeech2.errors.OutputError`
+    naming ``path``: it stops preprocessing, since every later item would fail the same way.
+    """
     temp = path.with_name(f"{path.name}{TEMP_MARKER}{os.getpid()}")
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(temp)
+        os.replace(temp, path)
+    except (OSError, SafetensorError) as error:  # safetensors reports its I/O errors as SafetensorError
+        raise OutputError.writing(path, error) from error
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
 
 
 def safe_name(name: str) -> str:
@@ -157,14 +179,14 @@ class FeatureCache:
     def write_item(self, record: CacheRecord, tensors: dict[str, Tensor]) -> Path:
         """Atomically write one utterance's tensors with its record in the header."""
         path = self.root / record.file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f"{path.name}{TEMP_MARKER}{os.getpid()}")
-        save_file(
-            {k: v.contiguous() for k, v in tensors.items()}, str(temp), metadata={"record": record.to_json()}
-        )
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+
+        def write(temp: Path) -> None:
+            contiguous = {k: v.contiguous() for k, v in tensors.items()}
+            save_file(contiguous, str(temp), metadata={"record": record.to_json()})
+            with open(temp, "rb") as handle:
+                os.fsync(handle.fileno())
+
+        _atomic_write(path, write)
         return path
 
     def write_skip(self, speaker: str, utterance_id: str, source: str, reason: str) -> None:

@@ -68,10 +68,40 @@ def _yaapt_inference(wav: Tensor) -> Tensor:
     return yaapt(wav, variant="inference")
 
 
+def _swift_training(wav: Tensor) -> Tensor:
+    from hierspeech2.pitch import swift_f0
+
+    return swift_f0(wav, variant="training")
+
+
+def _swift_inference(wav: Tensor) -> Tensor:
+    from hierspeech2.pitch import swift_f0
+
+    return swift_f0(wav, variant="inference")
+
+
+def _praat_training(wav: Tensor) -> Tensor:
+    from hierspeech2.pitch import praat_f0
+
+    return praat_f0(wav, variant="training")
+
+
+def _praat_inference(wav: Tensor) -> Tensor:
+    from hierspeech2.pitch import praat_f0
+
+    return praat_f0(wav, variant="inference")
+
+
 # The TTV was trained on YAAPT with f0_max 400 Hz (its preprocessing), hence the default.
+# "swift" is the fast alternative for large corpora (same range and framing; benchmarks/f0.py);
+# "praat" another, which needs the GPL-3 extra (pip install "hierspeech2[praat]").
 F0_EXTRACTORS: dict[str, Callable[[Tensor], Tensor]] = {
     "yaapt": _yaapt_training,
     "yaapt-inference": _yaapt_inference,
+    "swift": _swift_training,
+    "swift-inference": _swift_inference,
+    "praat": _praat_training,
+    "praat-inference": _praat_inference,
 }
 
 

@@ -303,7 +303,10 @@ def add_preprocess_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--semantic-layer", type=int, default=7, help="hidden state to keep (released: 7)")
     parser.add_argument(
-        "--f0", default="yaapt", help="F0 extractor: yaapt, yaapt-inference or module:function"
+        "--f0",
+        default="yaapt",
+        help="F0 extractor: yaapt, yaapt-inference, swift, swift-inference, praat, praat-inference "
+        "or module:function",
     )
     parser.add_argument("--target-rate", type=int, default=48_000, help="SpeechSR target sample rate")
     parser.add_argument(

@@ -28,6 +28,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..checkpoint import NativeCheckpointMixin, OfficialCheckpointMixin
+from ..errors import SettingError
 from ..nn.alignment import generate_path, monotonic_alignment_search
 from ..nn.attention import Encoder
 from ..nn.duration import StochasticDurationPredictor
@@ -36,6 +37,10 @@ from ..nn.functional import length_mask, sample_gaussian, slice_segments
 from ..nn.style import StyleEncoder
 from ..nn.upsampler import Upsampler
 from ..nn.wavenet import WN
+
+FRAMES_PER_SECOND = 50  # semantic frames per second (hop 320 at 16 kHz)
+# Longest output of one inference row (5 minutes); the flow attends over all frames, so memory grows with its square.
+MAX_INFER_FRAMES = 5 * 60 * FRAMES_PER_SECOND
 
 
 class TextEncoder(nn.Module):
@@ -447,8 +452,18 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         style = self.encode_style(prompt_mel, prompt_mel_lengths, batch_size, denoise_ratio)
         hidden, prior_mean, prior_log_std, text_mask = self.text_encoder(tokens, token_lengths, style)
         durations = self.predict_durations(hidden, text_mask, style, noise_scale_w, length_scale)
+        total = durations.sum(dim=(1, 2))
+        if not bool(torch.isfinite(total).all()) or bool((total > MAX_INFER_FRAMES).any()):
+            # a huge length_scale / noise_scale_w would otherwise allocate without bound
+            longest = float(total.max()) if bool(torch.isfinite(total).all()) else math.inf
+            raise SettingError(
+                f"the predicted durations add up to {longest:.0f} frames for at most {int(token_lengths.max())} "
+                f"tokens (limit {MAX_INFER_FRAMES}, {MAX_INFER_FRAMES // FRAMES_PER_SECOND // 60} minutes of "
+                f"speech): lower length_scale (now {length_scale}) or noise_scale_w (now {noise_scale_w}), "
+                "or split the text into shorter pieces"
+            )
 
-        semantic_lengths = torch.clamp_min(durations.sum(dim=(1, 2)), 1).long()
+        semantic_lengths = torch.clamp_min(total, 1).long()
         frame_mask = length_mask(semantic_lengths, dtype=hidden.dtype)
         path = generate_path(durations, text_mask.unsqueeze(2) * frame_mask.unsqueeze(-1)).squeeze(1)
         # [B, T, L] @ [B, L, C] -> [B, T, C]: each frame takes its token's prior

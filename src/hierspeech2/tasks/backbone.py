@@ -41,7 +41,7 @@ from ..models.backbone_training import (
 )
 from ..nn.discriminators import MultiDiscriminator
 from ..nn.losses import GaussianKLLoss, MaskedL1Loss, MelL1Loss
-from .base import GANTask
+from .base import MAX_NONFINITE_STEPS, GANTask, check_loss_weights
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +117,19 @@ class HierSpeech2Task(GANTask):
         init_from: str | None = None,
         discriminator_init_from: str | None = None,
         log_examples: int = 2,
+        max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
         validation_f0_rmse: bool = False,
     ) -> None:
         for name, value in (("perturbed_target", perturbed_target), ("prosody_source", prosody_source)):
             if value not in LATENT_SOURCES:
                 raise ValueError(f"{name} must be one of {LATENT_SOURCES}, got {value!r}")
+        check_loss_weights(
+            mel_weight=mel_weight,
+            kl_weight=kl_weight,
+            bidirectional_kl_weight=bidirectional_kl_weight,
+            f0_weight=f0_weight,
+            prosody_weight=prosody_weight,
+        )
         if not 0 <= uncond_probability <= 1:
             raise ValueError(f"uncond_probability must be in [0, 1], got {uncond_probability}")
         model = model if model is not None else HierSpeech2()
@@ -144,6 +152,7 @@ class HierSpeech2Task(GANTask):
             init_from=init_from,
             discriminator_init_from=discriminator_init_from,
             log_examples=log_examples,
+            max_nonfinite_steps=max_nonfinite_steps,
         )
         self.save_task_hyperparameters(("model", "discriminator", "perturbation", "semantic_encoder"))
         self.weights = {

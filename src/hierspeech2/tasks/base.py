@@ -11,7 +11,9 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import pickle
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,7 +24,7 @@ from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from torch import Tensor, nn
 
 from ..checkpoint import official_to_native
-from ..errors import CheckpointError
+from ..errors import CheckpointError, NonFiniteLossError
 from ..nn.losses import FeatureMatchingLoss, LeastSquaresGANLoss
 
 logger = logging.getLogger(__name__)
@@ -30,6 +32,41 @@ logger = logging.getLogger(__name__)
 EXPORT_KEY = "hierspeech2_export"  # where a Lightning checkpoint records how to rebuild the exported model
 MODEL_PREFIX = "model."
 RNG_KEY = "hierspeech2_rng_states"
+MAX_NONFINITE_STEPS = 10  # consecutive skipped steps before training stops
+
+
+def check_optimizer_settings(
+    learning_rate: float, betas: tuple[float, float], eps: float, weight_decay: float, lr_decay: float
+) -> None:
+    """Refuse AdamW / decay settings that would only fail (or silently diverge) once training starts."""
+    problems = []
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        problems.append(f"learning_rate must be > 0, got {learning_rate}")
+    if len(betas) != 2 or not all(math.isfinite(b) and 0 <= b < 1 for b in betas):
+        problems.append(f"betas must be two numbers in [0, 1), got {tuple(betas)}")
+    if not (math.isfinite(eps) and eps >= 0):
+        problems.append(f"eps must be >= 0, got {eps}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        problems.append(f"weight_decay must be >= 0, got {weight_decay}")
+    if not (math.isfinite(lr_decay) and 0 < lr_decay <= 1):
+        problems.append(f"lr_decay must be in (0, 1] (the per-epoch factor, e.g. 0.999), got {lr_decay}")
+    if problems:
+        raise ValueError("invalid optimizer settings: " + "; ".join(problems))
+
+
+def check_loss_weights(**weights: float) -> None:
+    """Refuse loss weights that are not finite numbers >= 0 (null, NaN, negative)."""
+    bad = {
+        name: value
+        for name, value in weights.items()
+        if isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    }
+    if bad:
+        details = ", ".join(f"{name}={value!r}" for name, value in bad.items())
+        raise ValueError(f"loss weights must be finite numbers >= 0 (0 turns a term off), got {details}")
 
 
 def exponential_decay_adamw(
@@ -89,13 +126,27 @@ class TrainingTask(pl.LightningModule):
         init_from: registry name (e.g. ``ttv-lt960``), checkpoint file or native folder whose
             weights replace the fresh ones before training (strict: the configs must match).
         log_examples: validation examples whose media (audio, spectrogram images) are logged.
+        max_nonfinite_steps: a step whose loss is NaN/Inf is skipped (no weight update) with a
+            warning; more consecutive skipped steps than this stop training with
+            :class:`~hierspeech2.errors.NonFiniteLossError` (0: stop at the first one).
     """
 
-    def __init__(self, model: nn.Module, init_from: str | None = None, log_examples: int = 2) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        init_from: str | None = None,
+        log_examples: int = 2,
+        max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
+    ) -> None:
         super().__init__()
+        if max_nonfinite_steps < 0:
+            raise ValueError(f"max_nonfinite_steps must be >= 0, got {max_nonfinite_steps}")
         self.model = model
         self.init_from = init_from
         self.log_examples = log_examples
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.skipped_nonfinite_steps = 0
+        self.consecutive_nonfinite_steps = 0
         if init_from:
             self.load_model_weights(init_from)
 
@@ -129,6 +180,43 @@ class TrainingTask(pl.LightningModule):
                 f"(set the model's init_args to the checkpoint's configuration): {error}"
             ) from error
         logger.info("initialised %s from %s", type(self.model).__name__, name_or_path)
+
+    # ---- non-finite losses ------------------------------------------------------------------
+
+    def skip_nonfinite(self, **losses: Tensor) -> bool:
+        """True (after a warning) when any loss is NaN/Inf on any rank, so the caller skips its update.
+
+        Every rank takes the same decision, so DDP stays in step. After ``max_nonfinite_steps``
+        consecutive skipped steps the next one raises :class:`~hierspeech2.errors.NonFiniteLossError`.
+        """
+        bad = sorted(name for name, loss in losses.items() if not bool(torch.isfinite(loss.detach()).all()))
+        finite = not bad
+        trainer = self._trainer  # None outside a Trainer (a task called directly)
+        if trainer is not None:
+            finite = bool(trainer.strategy.reduce_boolean_decision(finite, all=True))
+        if finite:
+            self.consecutive_nonfinite_steps = 0
+            return False
+        self.skipped_nonfinite_steps += 1
+        self.consecutive_nonfinite_steps += 1
+        where = ", ".join(bad) if bad else "another rank's loss"
+        step = self.global_step if trainer is not None else "?"
+        if self.consecutive_nonfinite_steps > self.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"the training loss was NaN/Inf for {self.consecutive_nonfinite_steps} consecutive steps "
+                f"(last: {where} at global step {step}; {self.skipped_nonfinite_steps} skipped in all). "
+                "Lower the learning rate (or set grad_clip), train with --trainer.precision bf16-mixed or "
+                "32-true rather than 16-mixed, and check the data for silent, clipped or NaN audio; "
+                "max_nonfinite_steps sets how many consecutive bad steps are tolerated"
+            )
+        warnings.warn(
+            f"non-finite loss ({where}) at global step {step}: skipped the update "
+            f"({self.skipped_nonfinite_steps} skipped so far, {self.consecutive_nonfinite_steps} in a row; "
+            f"training stops after {self.max_nonfinite_steps})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return True
 
     # ---- export -------------------------------------------------------------------------
 
@@ -199,6 +287,8 @@ class GANTask(TrainingTask):
         adversarial_weight, feature_matching_weight: weights of the generator's GAN terms.
         grad_clip: clip each optimizer's gradients to this global norm (None = no clipping,
             as the official trainers, which only measure the norm).
+        max_nonfinite_steps: see :class:`TrainingTask`; a NaN/Inf discriminator loss skips the
+            whole step, a NaN/Inf generator loss the generator update.
         discriminator_init_from: a Lightning checkpoint of this task or an official
             discriminator state dict (``D_*.pth``) to start the discriminator from.
     """
@@ -218,8 +308,17 @@ class GANTask(TrainingTask):
         init_from: str | None = None,
         discriminator_init_from: str | None = None,
         log_examples: int = 2,
+        max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
     ) -> None:
-        super().__init__(model, init_from=init_from, log_examples=log_examples)
+        check_optimizer_settings(learning_rate, betas, eps, weight_decay, lr_decay)
+        check_loss_weights(
+            adversarial_weight=adversarial_weight, feature_matching_weight=feature_matching_weight
+        )
+        if grad_clip is not None and not (math.isfinite(grad_clip) and grad_clip > 0):
+            raise ValueError(f"grad_clip must be a positive norm or null (no clipping), got {grad_clip}")
+        super().__init__(
+            model, init_from=init_from, log_examples=log_examples, max_nonfinite_steps=max_nonfinite_steps
+        )
         self.automatic_optimization = False
         self.discriminator = discriminator
         self.learning_rate = learning_rate
@@ -352,16 +451,23 @@ class GANTask(TrainingTask):
         opt_g, opt_d = self.optimizers()
         fake, real, extra = self.generate(batch)
 
+        batch_size = real.shape[0]
+
         with self._optimizing(opt_d):
             d_loss = self.discriminator_loss(real, fake)
+            if self.skip_nonfinite(discriminator=d_loss):
+                self._log_skipped(batch_size)
+                return
             d_norm = self._update(opt_d, d_loss, list(self.discriminator.parameters()))
 
         with self._optimizing(opt_g):
             terms = self.reconstruction_terms(batch, fake, real, extra) | self.adversarial_terms(real, fake)
             g_loss = torch.stack(list(terms.values())).sum()
+            if self.skip_nonfinite(generator=g_loss):
+                self._log_skipped(batch_size)
+                return
             g_norm = self._update(opt_g, g_loss, list(self.model.parameters()))
 
-        batch_size = real.shape[0]
         self.log_dict(
             {f"train/{name}": value.detach() for name, value in terms.items()}, batch_size=batch_size
         )
@@ -377,6 +483,9 @@ class GANTask(TrainingTask):
             batch_size=batch_size,
         )
         self.log("loss", g_loss.detach(), prog_bar=True, logger=False, batch_size=batch_size)
+
+    def _log_skipped(self, batch_size: int) -> None:
+        self.log("train/skipped_nonfinite", float(self.skipped_nonfinite_steps), batch_size=batch_size)
 
     def on_train_epoch_end(self) -> None:
         for scheduler in self.lr_schedulers():

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import _json_to_constructor
-from ..errors import CheckpointError
+from ..errors import CheckpointError, HierSpeechError
 from .base import EXPORT_KEY
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         export(args.checkpoint, args.out_dir)
-    except CheckpointError as error:
+    except HierSpeechError as error:  # unreadable checkpoint, or an output folder that cannot be written
         parser.exit(1, f"hierspeech2 export: error: {error}\n")
 
 

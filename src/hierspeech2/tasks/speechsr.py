@@ -18,7 +18,7 @@ from ..data.batch import SpeechSRBatch, length_mask
 from ..models.speechsr import SpeechSR
 from ..nn.discriminators import RESOLUTIONS, RESOLUTIONS_48K, MultiDiscriminator
 from ..nn.losses import MelL1Loss
-from .base import GANTask
+from .base import MAX_NONFINITE_STEPS, GANTask, check_loss_weights
 
 # The mel settings of the official SpeechSR configs, by output rate.
 MEL_SETTINGS = {
@@ -85,7 +85,9 @@ class SpeechSRTask(GANTask):
         init_from: str | None = None,
         discriminator_init_from: str | None = None,
         log_examples: int = 2,
+        max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
     ) -> None:
+        check_loss_weights(mel_weight=mel_weight)
         model = model if model is not None else SpeechSR()
         super().__init__(
             model,
@@ -101,6 +103,7 @@ class SpeechSRTask(GANTask):
             init_from=init_from,
             discriminator_init_from=discriminator_init_from,
             log_examples=log_examples,
+            max_nonfinite_steps=max_nonfinite_steps,
         )
         self.save_task_hyperparameters(("model", "discriminator", "mel"))
         self.mel_weight = mel_weight

@@ -23,7 +23,15 @@ from ..data.batch import F0_FRAMES_PER_HOP, TTVBatch
 from ..models.ttv import TextToVec, TextToVecTrainingOutput
 from ..nn.functional import length_mask, slice_segments
 from ..nn.losses import GaussianKLLoss, MaskedL1Loss
-from .base import TrainingTask, exponential_decay_adamw, gradient_norm, trainable
+from .base import (
+    MAX_NONFINITE_STEPS,
+    TrainingTask,
+    check_loss_weights,
+    check_optimizer_settings,
+    exponential_decay_adamw,
+    gradient_norm,
+    trainable,
+)
 
 CTC_BLANK = 0  # the pad symbol "_", which is also the interspersed blank of the token sequences
 
@@ -39,7 +47,8 @@ class TTVTask(TrainingTask):
         pitch_window: semantic frames the pitch predictor is trained on per utterance.
         masked_losses: average L1 terms over valid frames only (False: the official averages,
             which include padding).
-        init_from, log_examples: see :class:`~hierspeech2.tasks.base.TrainingTask`.
+        init_from, log_examples, max_nonfinite_steps: see :class:`~hierspeech2.tasks.base.TrainingTask`
+            (a step with a NaN/Inf loss is skipped).
     """
 
     def __init__(
@@ -59,9 +68,23 @@ class TTVTask(TrainingTask):
         masked_losses: bool = True,
         init_from: str | None = None,
         log_examples: int = 2,
+        max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
     ) -> None:
+        check_optimizer_settings(learning_rate, betas, eps, weight_decay, lr_decay)
+        check_loss_weights(
+            semantic_weight=semantic_weight,
+            kl_weight=kl_weight,
+            f0_weight=f0_weight,
+            duration_weight=duration_weight,
+            ctc_weight=ctc_weight,
+        )
+        if pitch_window < 1:
+            raise ValueError(f"pitch_window must be at least 1 frame, got {pitch_window}")
         super().__init__(
-            model if model is not None else TextToVec(), init_from=init_from, log_examples=log_examples
+            model if model is not None else TextToVec(),
+            init_from=init_from,
+            log_examples=log_examples,
+            max_nonfinite_steps=max_nonfinite_steps,
         )
         self.save_task_hyperparameters(("model",))
         self.weights = {
@@ -127,11 +150,15 @@ class TTVTask(TrainingTask):
             ),
         }
 
-    def training_step(self, batch: TTVBatch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: TTVBatch, batch_idx: int) -> Tensor | None:
         terms = self.losses(batch, self(batch))
         weighted = {name: self.weights[name] * value for name, value in terms.items()}
         loss = torch.stack(list(weighted.values())).sum()
         batch_size = batch.batch_size
+        if self.skip_nonfinite(loss=loss):
+            # None: Lightning skips backward and the optimizer step
+            self.log("train/skipped_nonfinite", float(self.skipped_nonfinite_steps), batch_size=batch_size)
+            return None
         self.log_dict(
             {f"train/{name}": value.detach() for name, value in weighted.items()}, batch_size=batch_size
         )
