@@ -112,3 +112,14 @@ def pytest_addoption(parser):
         default=False,
         help="run the hypothesis fuzz suite (tests/fuzz) with its long budget: >= 10 000 generated inputs in total",
     )
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: two OpenMP threads on two shared cores slow tiny models many times over."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -30,13 +30,7 @@ VC_TEST_CHUNKS = ChunkPlan.from_seconds(8.96, 1.28, 0.16, RATE, 1280)  # 30 s â†
 MEMORY_GROWTH_LIMIT_MB = 16  # 9 more minutes of 16 kHz float32 audio alone would be 33 MB
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # two OpenMP threads on two shared cores slow tiny models down many times over
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,7 @@ RATE = 16_000
 BAD_SCALES = [math.nan, math.inf, -math.inf, -1.0, "loud"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
