@@ -24,7 +24,8 @@ FLOPs with ``torch.utils.flop_counter``), then ``--reps`` timed calls, official 
 alternating so that both see the same machine load; the speed-up is the median of the paired
 ratios. Times are medians with the min–max spread. RTF = compute seconds per second of audio
 (input length; TTS: output length). GFLOP/s is the counted work (matmuls, convolutions,
-attention; elementwise ops are not counted, e.g. our polyphase anti-aliasing filters) over the
+attention; elementwise ops and oneDNN's int8 kernels are not counted, e.g. our polyphase
+anti-aliasing filters, so ``--int8`` rows read low) over the
 median time, next to a measured fp32 matmul peak (2048², same threads). Peak RSS is the
 process's high-water mark during the stage's calls (reset before each call via
 ``/proc/self/clear_refs``), models included.
@@ -34,9 +35,11 @@ Weights: the backbone and TTV get the deterministic full-size weights of
 packaged with hierspeech2, MMS random weights of the mms-300m architecture (``--mms DIR`` for a
 local transformers checkpoint); the official models get the same weights. Ours runs its
 default fast path (fused weight norm, polyphase alias-free activations, chunked time-major AMP
-stacks, 7 MMS layers); ``--dtype bfloat16`` runs ours under ``torch.autocast`` and ``--int8``
-quantises MMS's and TTV's Linear layers dynamically; ``--quality`` measures what that costs
-(log-mel L1 against fp32, next to the L1 between two fp32 sampler seeds).
+stacks, 7 MMS layers); ``--dtype bfloat16`` runs ours under ``torch.autocast``, ``--int8``
+quantises MMS and the backbone as the CLI's ``--int8`` does
+(``hierspeech2.nn.quantization.int8_inference``), ``--f0 swift|praat`` swaps YAAPT in the f0 and
+vc48k stages; ``--quality`` measures what that costs: the log-mel L1 of the VC and TTS outputs
+against the fp32 + YAAPT default (same seed), next to the L1 between two fp32 sampler seeds.
 
 The official code (GitHub ``sh-lee-prml/HierSpeechpp``) is imported from ``--official`` in this
 process; its ``.cuda()`` calls are patched at run time and timm's ``Attention`` (its one use of
@@ -315,9 +318,6 @@ def build_models(args: argparse.Namespace, official: types.SimpleNamespace | Non
 
     for model in (backbone, ttv, sr24, sr48):
         fuse_weight_norm(model)
-    if args.int8:
-        mms = torch.ao.quantization.quantize_dynamic(mms, {nn.Linear}, dtype=torch.qint8)
-        ttv = torch.ao.quantization.quantize_dynamic(ttv, {nn.Linear}, dtype=torch.qint8)
     # No parameter needs a gradient: besides, FlopCounterMode's module tracker fails on
     # weight-norm parametrizations whose inputs require grad under inference mode.
     ours = Models(*(m.to(device).eval().requires_grad_(False) for m in (backbone, ttv, sr24, sr48, mms)))
@@ -388,8 +388,7 @@ def stage_functions(
     stage: str, x: Inputs, ours: Models, theirs: Models | None, args: argparse.Namespace
 ) -> tuple[Callable[[], Any], Callable[[], Any] | None, float]:
     """(ours, official or None, seconds of audio the stage produces) for ``stage`` on inputs ``x``."""
-    from hierspeech2.pipelines import TextToSpeech, VoiceConversion
-    from hierspeech2.pitch import yaapt
+    from hierspeech2.pipelines import TextToSpeech, VoiceConversion, inference_f0_extractor
 
     device = torch.device(args.device)
     seconds = x.source.numel() / SAMPLE_RATE
@@ -402,7 +401,7 @@ def stage_functions(
     theirs_fn: Callable[[], Any] | None = None
 
     if stage == "f0":
-        ours_fn = lambda: yaapt(x.source, variant="inference")
+        ours_fn = lambda: inference_f0_extractor(args.f0)(x.source)
         theirs_fn = lambda: official_yaapt(x.source.numpy()[None])
     elif stage == "mms":
         ours_fn = lambda: ours.mms(source.unsqueeze(0))
@@ -419,7 +418,7 @@ def stage_functions(
         ours_fn = lambda: mine(wav)
         theirs_fn = (lambda: other(wav)) if other is not None else None
     elif stage == "vc48k":
-        pipeline = VoiceConversion(ours.backbone, ours.mms, ours.sr48)
+        pipeline = VoiceConversion(ours.backbone, ours.mms, ours.sr48, f0_extractor=args.f0)
         ours_fn = lambda: pipeline(x.source, x.prompt, source_rate=SAMPLE_RATE, target_rate=SAMPLE_RATE, seed=0)
         if theirs:
             theirs_fn = lambda: official_vc(theirs, x.source, x.prompt, device, noise_scale=0.333)
@@ -579,34 +578,46 @@ def print_table(rows: list[Row], peak: float) -> None:
         print(line)
 
 
-def quality(ours: Models, args: argparse.Namespace, seconds: float = 12.0) -> dict[str, float]:
-    """Log-mel L1 of the low-precision VC output vs fp32 (same seed), and of fp32 seed 0 vs seed 1."""
+def quality(ours: Models, fp32: Models, args: argparse.Namespace, seconds: float = 12.0) -> dict[str, float]:
+    """Log-mel L1 of the benchmarked configuration's VC and TTS outputs vs the fp32/YAAPT default
+    (same seed), next to the L1 between two fp32 sampler seeds (the model's own sampling noise)."""
     from hierspeech2.audio import LogMelSpectrogram, resample
-    from hierspeech2.pipelines import VoiceConversion
+    from hierspeech2.pipelines import TextToSpeech, VoiceConversion
 
     source = speech(seconds, args.audio_dir, 0)
     prompt = speech(PROMPT_SECONDS, args.audio_dir, 1)
-    pipeline = VoiceConversion(ours.backbone, ours.mms, ours.sr48)
+    tokens = tokens_for(seconds, args.frames_per_token, args.base_tokens)
     mel = LogMelSpectrogram()
+    prompt_mel = mel(torch.stack([prompt, prompt]))
 
-    def log_mel(seed: int, low: bool) -> torch.Tensor:
+    def log_mel(task: str, models: Models, seed: int, low: bool) -> torch.Tensor:
         context = (
             torch.autocast(args.device, dtype=torch.bfloat16)
             if low and args.dtype == "bfloat16"
             else contextlib.nullcontext()
         )
         with torch.inference_mode(), context:
-            audio, rate = pipeline(source, prompt, source_rate=SAMPLE_RATE, target_rate=SAMPLE_RATE, seed=seed)
+            if task == "vc":
+                f0 = args.f0 if low else "yaapt"
+                pipeline = VoiceConversion(models.backbone, models.mms, models.sr48, f0_extractor=f0)
+                audio, rate = pipeline(source, prompt, source_rate=SAMPLE_RATE, target_rate=SAMPLE_RATE, seed=seed)
+            else:
+                torch.manual_seed(seed)
+                tts = TextToSpeech(models.ttv, models.backbone, models.sr48)
+                audio, rate = tts.synthesize_from_tokens(tokens, prompt_mel), 48_000
         return mel(resample(audio.float(), rate, SAMPLE_RATE))
 
-    reference = log_mel(0, low=False)
-    other_seed = log_mel(1, low=False)
-    low = log_mel(0, low=True)
-    return {
-        "seconds": seconds,
-        "l1_low_precision_vs_fp32": (low - reference).abs().mean().item(),
-        "l1_fp32_seed0_vs_seed1": (other_seed - reference).abs().mean().item(),
-    }
+    result: dict[str, float] = {"seconds": seconds}
+    for task in ("vc", "tts"):
+        reference = log_mel(task, fp32, 0, low=False)
+        other_seed = log_mel(task, fp32, 1, low=False)
+        low = log_mel(task, ours, 0, low=True)
+        frames = min(reference.shape[-1], low.shape[-1], other_seed.shape[-1])
+        result[f"{task}_l1_config_vs_fp32"] = (low[..., :frames] - reference[..., :frames]).abs().mean().item()
+        result[f"{task}_l1_fp32_seed0_vs_seed1"] = (
+            (other_seed[..., :frames] - reference[..., :frames]).abs().mean().item()
+        )
+    return result
 
 
 def parity(ours: Models, theirs: Models, args: argparse.Namespace, seconds: float = 12.0) -> dict[str, float]:
@@ -643,7 +654,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="bfloat16: run ours under torch.autocast")  # fmt: skip
-    parser.add_argument("--int8", action="store_true", help="dynamic int8 Linear layers in MMS and TTV (CPU)")
+    parser.add_argument("--int8", action="store_true",
+                        help="ours with hierspeech2.nn.quantization.quantize_int8 (the CLI's --int8; CPU)")  # fmt: skip
+    parser.add_argument("--f0", choices=("yaapt", "swift", "praat"), default="yaapt",
+                        help="F0 extractor of ours in the f0 and vc48k stages (default: yaapt, as official)")  # fmt: skip
     parser.add_argument("--compare", nargs="?", const=True, default=False, metavar="OFFICIAL",
                         help="also time the official implementation (path here or with --official)")  # fmt: skip
     parser.add_argument("--official", type=Path, default=None, help="checkout of sh-lee-prml/HierSpeechpp")
@@ -672,6 +686,12 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     official = import_official(args.official.resolve()) if args.compare else None
     ours, theirs = build_models(args, official)
+    fp32 = ours
+    if args.int8:
+        from hierspeech2.nn.quantization import int8_inference
+
+        ours = Models(**{role: getattr(fp32, role) for role in ("backbone", "ttv", "sr24", "sr48", "mms")})
+        ours.mms, ours.backbone = int8_inference(fp32.mms, fp32.backbone, copy=True)
 
     from safetensors.torch import load_file
 
@@ -687,7 +707,7 @@ def main(argv: list[str] | None = None) -> None:
     peak = matmul_peak_gflops(device)
     print(f"hierspeech2 inference benchmark — torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"device {device}, dtype {args.dtype}{', int8 Linear' if args.int8 else ''}")  # fmt: skip
+          f"device {device}, dtype {args.dtype}{', int8' if args.int8 else ''}, F0 {args.f0}")  # fmt: skip
     print(f"fp32 matmul peak (2048², same threads): {peak:.1f} GFLOP/s; reps {args.reps} after 1 warm-up; "
           f"official {'from ' + str(args.official) + f' up to {args.compare_max_seconds:g} s' if official else 'not run'}")  # fmt: skip
     rows = []
@@ -703,12 +723,13 @@ def main(argv: list[str] | None = None) -> None:
         extra["parity_noise0"] = parity(ours, theirs, args)
         print("\nparity at noise 0 (ours vs official, 12 s):", extra["parity_noise0"])
     if args.quality:
-        extra["quality"] = quality(ours, args)
-        print("\nquality (log-mel L1, VC 12 s):", extra["quality"])
+        extra["quality"] = quality(ours, fp32, args)
+        print("\nquality (log-mel L1 at 12 s, this configuration vs fp32 + YAAPT, and fp32 seed 0 vs 1):",
+              extra["quality"])  # fmt: skip
     if args.json:
         meta = {
             "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
-            "dtype": args.dtype, "int8": args.int8, "matmul_peak_gflops": peak,
+            "dtype": args.dtype, "int8": args.int8, "f0": args.f0, "matmul_peak_gflops": peak,
             "capability": torch.backends.cpu.get_cpu_capability(),
         }  # fmt: skip
         args.json.write_text(json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows], **extra}, indent=1))

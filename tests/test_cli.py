@@ -79,3 +79,21 @@ def test_f0_choices_follow_the_pitch_module() -> None:
     from hierspeech2.pitch import F0_METHODS
 
     assert F0_METHOD_CHOICES == F0_METHODS
+
+
+def test_bfloat16_on_a_cpu_without_native_support_warns(caplog) -> None:
+    import argparse
+
+    import torch
+
+    from hierspeech2 import cli
+
+    with caplog.at_level("WARNING", logger="hierspeech2"):
+        runtime = cli._runtime(argparse.Namespace(device="cpu", dtype="bfloat16"))
+    assert runtime.dtype == torch.bfloat16
+    emulated = not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert ("no native bfloat16" in caplog.text) == emulated
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hierspeech2"):
+        cli._runtime(argparse.Namespace(device="cpu", dtype="float32"))
+    assert caplog.text == ""

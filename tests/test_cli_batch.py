@@ -255,3 +255,22 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_vc_int8_stays_close_to_float32_and_refuses_other_dtypes(work: Path, capsys) -> None:
+    from hierspeech2 import cli as command
+
+    outputs = {}
+    for name, extra in (("fp32", []), ("int8", ["--int8"])):
+        path = work / f"vc_{name}.wav"
+        arguments = ["vc", str(work / "clip1.wav"), str(work / "clip2.wav"), "-o", str(path)]
+        arguments += ["--output-rate", "16000", "--seed", "3", "--denoise-ratio", "0", *extra]
+        assert command.main([*arguments, *tiny(work, "backbone", "mms")]) == 0, capsys.readouterr().err
+        outputs[name], _ = sf.read(path)
+    assert outputs["int8"].shape == outputs["fp32"].shape
+    difference = np.abs(outputs["int8"] - outputs["fp32"]).mean() / np.abs(outputs["fp32"]).mean()
+    assert 0 < difference < 0.5  # quantised (MMS's Linear layers), yet the same conversion
+
+    result = cli("vc", str(work / "clip1.wav"), str(work / "clip2.wav"), "-o", str(work / "x.wav"),
+                 "--int8", "--dtype", "bfloat16", *tiny(work, "backbone", "mms"))  # fmt: skip
+    one_line_error(result, 2, "--int8", "--dtype bfloat16")

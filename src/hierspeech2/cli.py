@@ -138,6 +138,12 @@ def _add_synthesis(parser: argparse.ArgumentParser, default_model: str) -> None:
         help="16000 skips super-resolution; 24000/48000 run the packaged SpeechSR (default: 48000)",
     )
     parser.add_argument("--noise-scale", type=float, default=0.333, help="prior noise of the backbone")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="CPU only: run the dense layers of MMS and the backbone in dynamic int8 "
+        "(faster on CPU, output within the sampling noise; see README 'Speed')",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,7 +326,13 @@ def _runtime(args: argparse.Namespace) -> _Runtime:
         raise HierSpeechError(
             f"--device {args.device}: MPS is not available on this machine; use --device cpu"
         )
-    return _Runtime(str(device), getattr(torch, args.dtype))
+    dtype = getattr(torch, args.dtype)
+    if device.type == "cpu" and dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        log.warning(
+            "this CPU has no native bfloat16 (AVX-512 BF16 or AMX): --dtype bfloat16 runs emulated, several "
+            "times slower than float32; on CPU prefer float32 or --int8"
+        )
+    return _Runtime(str(device), dtype)
 
 
 _FORMAT_ALIASES = {"AIF": "AIFF", "OGA": "OGG", "OPUS": "OGG"}  # as hierspeech2.audio.save_audio reads them
@@ -398,6 +410,7 @@ def _semantic_encoder(spec: str, runtime: _Runtime):
 
 
 def _check_synthesis_usage(args: argparse.Namespace) -> None:
+    _check_int8_usage(args)
     if args.denoise_ratio is not None and not 0.0 <= args.denoise_ratio <= 1.0:
         raise UsageError(f"--denoise-ratio must be between 0 and 1, got {args.denoise_ratio}")
 
@@ -415,6 +428,22 @@ def _synthesis_parts(args: argparse.Namespace, components: dict[str, str], runti
     if denoiser_spec and args.denoise_ratio != 0:  # --denoise-ratio 0 needs no denoiser: none is loaded
         denoiser = _load(denoiser_spec, "MPSENet", "--denoiser", runtime)
     return {"backbone": backbone, "speechsr": speechsr, "denoiser": denoiser}
+
+
+def _check_int8_usage(args: argparse.Namespace) -> None:
+    if getattr(args, "int8", False) and args.dtype != "float32":
+        raise UsageError(f"--int8 quantises float32 models; drop --dtype {args.dtype}")
+
+
+def _maybe_int8(args: argparse.Namespace, runtime: _Runtime, *models) -> None:
+    """With ``--int8``, quantise ``models`` in place (they were loaded for this run only)."""
+    if not args.int8:
+        return
+    if runtime.device != "cpu":
+        raise UsageError(f"--int8 runs on CPU only, not --device {runtime.device}; on a GPU use --dtype bfloat16")
+    from .nn.quantization import int8_inference
+
+    int8_inference(*models)
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -561,6 +590,7 @@ def _run_vc(args: argparse.Namespace) -> None:
 
     parts = _synthesis_parts(args, components, runtime)
     encoder = _semantic_encoder(args.mms or components["semantic_encoder"], runtime)
+    _maybe_int8(args, runtime, encoder, parts["backbone"])
     pipeline = VoiceConversion(
         semantic_encoder=encoder,
         output_rate=args.output_rate,
@@ -630,6 +660,8 @@ def _run_tts(args: argparse.Namespace) -> None:
 
     parts = _synthesis_parts(args, components, runtime)
     ttv = _load(args.ttv or components["ttv"], "TextToVec", "--ttv", runtime)
+    # TextToVec stays float32: in int8 its output moved almost as far as the sampling noise (README "Speed")
+    _maybe_int8(args, runtime, parts["backbone"])
     options = {} if args.max_chars is None else {"max_piece_chars": args.max_chars}
     pipeline = TextToSpeech(
         ttv,

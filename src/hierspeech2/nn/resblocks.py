@@ -45,7 +45,7 @@ def init_conv_(conv: nn.Module) -> nn.Module:
 
 def conv1d_time_major(conv: nn.Conv1d, x: Tensor) -> Tensor:
     """``conv`` applied to a time-major input: [B, T, C_in] → [B, T', C_out] (zero padding only)."""
-    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+    if not isinstance(conv, nn.Conv1d) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return conv(x.transpose(1, 2)).transpose(1, 2)
     # [B, T, C] viewed as a channels-last [B, C, 1, T] image: no copy in, none out.
     image = x.unsqueeze(1).permute(0, 3, 1, 2)
