@@ -83,5 +83,6 @@ def main(argv: list[str] | None = None) -> None:
         for name, build, shape in LAYERS:
             print(compare(name, build().eval(), torch.randn(shape), args.reps))
 
+
 if __name__ == "__main__":
     main()

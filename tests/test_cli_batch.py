@@ -274,3 +274,27 @@ def test_vc_int8_stays_close_to_float32_and_refuses_other_dtypes(work: Path, cap
     result = cli("vc", str(work / "clip1.wav"), str(work / "clip2.wav"), "-o", str(work / "x.wav"),
                  "--int8", "--dtype", "bfloat16", *tiny(work, "backbone", "mms"))  # fmt: skip
     one_line_error(result, 2, "--int8", "--dtype bfloat16")
+
+
+def test_tts_in_half_precision_keeps_text_to_vec_in_float32(work: Path, capsys, monkeypatch) -> None:
+    import torch
+
+    from hierspeech2 import cli as command
+    from hierspeech2 import pipelines
+
+    seen = {}
+    original = pipelines.TextToSpeech.__init__
+
+    def spy(self, ttv, *args, **kwargs):
+        seen["ttv"] = next(ttv.parameters()).dtype
+        seen["backbone"] = next(kwargs["backbone"].parameters()).dtype
+        original(self, ttv, *args, **kwargs)
+
+    monkeypatch.setattr(pipelines.TextToSpeech, "__init__", spy)
+    output = work / "half.wav"
+    arguments = ["tts", "Hello.", "--prompt", str(work / "clip1.wav"), "-o", str(output), "--output-rate", "16000"]
+    arguments += ["--dtype", "float16", "--seed", "0", "--denoise-ratio", "0", *tiny(work, "backbone", "ttv")]
+    assert command.main(arguments) == 0, capsys.readouterr().err
+    assert seen == {"ttv": torch.float32, "backbone": torch.float16}
+    audio, rate = sf.read(output)
+    assert rate == RATE and np.isfinite(audio).all() and np.abs(audio).max() > 0

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import __version__
@@ -88,7 +88,10 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1 …"
     )
     parser.add_argument(
-        "--dtype", choices=DTYPES, default="float32", help="weights and compute precision (default: float32)"
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="weights and compute precision (default: float32; tts keeps TextToVec in float32)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
     parser.add_argument(
@@ -440,7 +443,9 @@ def _maybe_int8(args: argparse.Namespace, runtime: _Runtime, *models) -> None:
     if not args.int8:
         return
     if runtime.device != "cpu":
-        raise UsageError(f"--int8 runs on CPU only, not --device {runtime.device}; on a GPU use --dtype bfloat16")
+        raise UsageError(
+            f"--int8 runs on CPU only, not --device {runtime.device}; on a GPU use --dtype bfloat16"
+        )
     from .nn.quantization import int8_inference
 
     int8_inference(*models)
@@ -656,11 +661,14 @@ def _run_tts(args: argparse.Namespace) -> None:
         _check_output(args.output)
     components = _components(args.model, "tts")
     runtime = _runtime(args)
+    import torch
+
     from .pipelines import TextToSpeech  # after the checks that need no torch
 
     parts = _synthesis_parts(args, components, runtime)
-    ttv = _load(args.ttv or components["ttv"], "TextToVec", "--ttv", runtime)
-    # TextToVec stays float32: in int8 its output moved almost as far as the sampling noise (README "Speed")
+    # TextToVec stays float32 under --dtype/--int8: in lower precision its durations round
+    # differently, which moves the output about as far as another sampler seed (README "Speed").
+    ttv = _load(args.ttv or components["ttv"], "TextToVec", "--ttv", replace(runtime, dtype=torch.float32))
     _maybe_int8(args, runtime, parts["backbone"])
     options = {} if args.max_chars is None else {"max_piece_chars": args.max_chars}
     pipeline = TextToSpeech(
@@ -785,7 +793,10 @@ COMMANDS: dict[str, tuple[Callable[..., None], Runner]] = {
     "models": (_add_models_parser, _run_models),
     "download": (_add_download_parser, _run_download),
     "convert": (_add_convert_parser, _run_convert),
-    "preprocess": (lambda commands, name: _add_preprocess_parser(commands), lambda args: _run_preprocess(args)),
+    "preprocess": (
+        lambda commands, name: _add_preprocess_parser(commands),
+        lambda args: _run_preprocess(args),
+    ),
 }
 # Commands with parsers of their own (LightningCLI, the exporter): everything after the name goes to them.
 TRAINING_COMMANDS = {
@@ -822,6 +833,8 @@ def _run_training_command(argv: list[str]) -> int:
 
         training_main(argv)
     return 0
+
+
 # Errors a user can cause or fix (bad files, text, names, devices, memory): one line, exit code 1.
 USER_ERRORS = (HierSpeechError, FileNotFoundError, ValueError, OSError, RuntimeError)
 

@@ -75,7 +75,9 @@ class _Int8Layer(nn.Module):
         codes, scale = quantize_weight(weight)
         self.register_buffer("weight_codes", codes)
         self.register_buffer("weight_scale", scale)
-        self.register_buffer("weight_zero_point", torch.zeros(scale.numel(), dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "weight_zero_point", torch.zeros(scale.numel(), dtype=torch.long), persistent=False
+        )
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self._packed: Tensor | None = None
 
@@ -194,7 +196,9 @@ def _refuse_quantized_export(module: nn.Module, prefix: str, keep_vars: bool) ->
     )
 
 
-def int8_inference(*models: nn.Module, copy: bool = False, min_work: int = MIN_CONV_WORK) -> tuple[nn.Module, ...]:
+def int8_inference(
+    *models: nn.Module, copy: bool = False, min_work: int = MIN_CONV_WORK
+) -> tuple[nn.Module, ...]:
     """``models`` ready for int8 inference: weight norm folded, then :func:`quantize_int8`; returns them in order.
 
     With ``copy=True`` each model is deep-copied first and the originals stay exportable.
