@@ -117,9 +117,7 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module: two OpenMP threads on two shared cores slow tiny models many times over."""
-    import torch
+    from tiny_models import one_thread
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_thread():
+        yield

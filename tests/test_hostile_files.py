@@ -109,8 +109,9 @@ def test_load_model_refuses_a_hostile_registry_download(tmp_path, marker, loopba
 def tiny_training():
     pytest.importorskip("lightning")
     import tiny_training
+    from tiny_models import one_thread
 
-    with tiny_training.one_thread():
+    with one_thread():
         yield tiny_training
 
 

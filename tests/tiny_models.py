@@ -6,6 +6,8 @@ and run as a script by the memory probe.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -85,6 +87,17 @@ TTV_UNIT = {
 TINY_DENOISER = {"dense_channel": 8, "num_tsconformers": 1, "n_fft": 64, "hop_length": 16, "win_length": 64}
 TINY_SPEECHSR = {"channels": 2, "resblock_kernel_sizes": (3,), "resblock_dilations": ((1,),)}
 MMS_LAYERS = 2
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread: on 2 shared cores, 2 OpenMP threads make tiny models many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:

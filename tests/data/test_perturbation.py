@@ -25,12 +25,7 @@ CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mini-
 SR = 16_000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

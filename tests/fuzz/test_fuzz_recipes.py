@@ -20,7 +20,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-import torch
 import yaml
 from fuzz_contract import MAX_MESSAGE_CHARS
 from hypothesis import strategies as st
@@ -38,12 +37,7 @@ WRONG_CLASS_PATHS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def paths(node: Any, prefix: tuple = ()) -> list[tuple]:

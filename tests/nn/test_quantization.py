@@ -172,3 +172,9 @@ def test_int8_inference_on_copies_leaves_the_originals_exportable() -> None:
     (quantised,) = int8_inference(model, copy=True, min_work=0)
     assert isinstance(quantised.normalised, Int8Conv1d)  # weight norm folded first, then quantised
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+
+
+def test_int8_layers_refuse_inputs_off_the_cpu() -> None:
+    layer = Int8Linear(nn.Linear(4, 4))
+    with pytest.raises(SettingError, match="CPU only"):
+        layer(torch.zeros(2, 4, device="meta"))

@@ -15,7 +15,8 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
-from tiny_training import LossHistory, energy_f0, one_thread, tiny_semantic_encoder, trainer
+from tiny_models import one_thread
+from tiny_training import LossHistory, energy_f0, tiny_semantic_encoder, trainer
 from torch.utils.data import DataLoader, Dataset
 
 from hierspeech2 import load_model

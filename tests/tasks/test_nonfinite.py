@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
+from tiny_models import one_thread
 from tiny_training import (
-    one_thread,
     tiny_speechsr_data,
     tiny_speechsr_task,
     tiny_ttv_data,

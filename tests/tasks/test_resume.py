@@ -6,8 +6,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from tiny_models import one_thread
 from tiny_training import (
-    one_thread,
     tiny_speechsr_data,
     tiny_speechsr_task,
     tiny_ttv_data,

@@ -6,7 +6,8 @@ import math
 
 import pytest
 import torch
-from tiny_training import LossHistory, one_thread, tiny_speechsr_data, tiny_speechsr_task, trainer
+from tiny_models import one_thread
+from tiny_training import LossHistory, tiny_speechsr_data, tiny_speechsr_task, trainer
 
 from hierspeech2.errors import CheckpointError
 from hierspeech2.nn.discriminators import RESOLUTIONS, RESOLUTIONS_48K, ComplexSTFTDiscriminator

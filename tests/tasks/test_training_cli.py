@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tiny_training import LossHistory, one_thread, shared_corpus_caches
+from tiny_models import one_thread
+from tiny_training import LossHistory, shared_corpus_caches
 
 from hierspeech2 import load_model
 from hierspeech2.models import TextToVec

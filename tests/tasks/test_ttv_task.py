@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_training import LossHistory, one_thread, tiny_ttv_data, tiny_ttv_task, trainer
+from tiny_models import one_thread
+from tiny_training import LossHistory, tiny_ttv_data, tiny_ttv_task, trainer
 
 from hierspeech2.tasks.synthetic import collate_ttv
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -94,17 +92,6 @@ class LossHistory(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.values.append(float(trainer.callback_metrics[self.key]))
-
-
-@contextmanager
-def one_thread():
-    """Run torch on one thread: on 2 shared cores, 2 OpenMP threads make tiny models ~50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def tiny_semantic_encoder():

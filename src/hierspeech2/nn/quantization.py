@@ -25,6 +25,8 @@ or export, and says so. Fold weight norm first (:func:`~hierspeech2.nn.inference
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
@@ -49,7 +51,7 @@ def quantize_activations(x: Tensor) -> tuple[Tensor, float, int]:
     """``x`` as uint8 codes in [0, 127] with its (scale, zero point): x ≈ scale · (codes − zero point)."""
     low, high = torch.aminmax(x.detach())
     low, high = min(float(low), 0.0), max(float(high), 0.0)
-    if not (torch.isfinite(torch.tensor([low, high])).all()):
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise SettingError("int8 inference met a non-finite activation; run this input in float32")
     scale = max(high - low, 1e-12) / ACTIVATION_LEVELS
     zero_point = min(ACTIVATION_LEVELS, max(0, round(-low / scale)))
@@ -87,7 +89,9 @@ class _Int8Layer(nn.Module):
 
     def _check_input(self, x: Tensor) -> None:
         if x.device.type != "cpu":
-            raise SettingError("int8 inference runs on CPU only; on a GPU use precision='bfloat16'")
+            raise SettingError(
+                "int8 inference runs on CPU only; on a GPU run the model in float32 or bfloat16"
+            )
 
 
 class Int8Linear(_Int8Layer):
