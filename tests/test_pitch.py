@@ -36,67 +36,44 @@ def test_variant_f0_max():
     assert F0_MAX_HZ == {"inference": 1100.0, "training": 400.0}
 
 
-def test_input_layouts_and_padding(parity_cases):
-    wav = parity_cases["b.yaapt.audio"][:, :12800]  # [1, N]
-    assert yaapt(wav, "training").count_nonzero() > 0
-    reference = yaapt(wav, "training")
-    assert torch.equal(yaapt(wav[0], "training"), reference)
-    assert torch.equal(yaapt(wav[:, None], "training"), reference)
-    assert torch.equal(yaapt(wav[0].double().numpy(), "training"), reference)
+def test_yaapt_padded_input_has_n_over_80_frames(parity_cases):
     # The official callers pad to a multiple of 1280 first; then there are exactly N / 80 frames.
     unpadded = parity_cases["b.mel.audio"]  # [1, 48000]
     assert yaapt(pad_to_multiple(unpadded, 1280), "training").shape == (1, 1, 48640 // 80)
 
 
-def test_yaapt_batch_rows_are_independent(parity_cases):
-    a = parity_cases["a.yaapt.audio"]
-    silence = torch.zeros_like(a)
-    with pytest.warns(UserWarning, match=r"no voiced frame in row\(s\) \[1\]"):
-        f0 = yaapt(torch.cat([a, silence]), "training")
-    assert f0.shape == (2, 1, 608)
-    assert torch.equal(f0[:1], yaapt(a, "training"))
-    assert f0[1].abs().sum().item() == 0.0
-
-
-def test_silence_returns_zeros_with_warning():
-    with pytest.warns(UserWarning, match="no voiced frame"):
-        f0 = yaapt(torch.zeros(1, 2560))
-    assert torch.equal(f0, torch.zeros(1, 1, 32))
-
-
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        (torch.zeros(100), "at least 320"),
-        (torch.tensor([0.0, float("nan")] * 400), "NaN/Inf"),
-        (torch.zeros(1280, dtype=torch.int16), "dtype"),
-        (torch.zeros(2, 2, 1280), "shape"),
-    ],
-)
-def test_bad_input(bad, match):
-    with pytest.raises(AudioError, match=match):
-        yaapt(bad)
-
-
-def test_bad_variant():
-    with pytest.raises(ValueError, match="variant"):
-        yaapt(torch.zeros(1280), variant="fast")
-
-
 # --------------------------------------------------------------------------------------------
-# the fast extractors (swift_f0, praat_f0) with yaapt's contract, and the extract_f0 dispatcher
+# the fast extractors (swift_f0, praat_f0) against yaapt, the contract all three share, extract_f0
 
 FAST_EXTRACTORS = {"swift": swift_f0, "praat": praat_f0}
+BAD_INPUTS = [
+    (torch.zeros(100), "at least 320"),
+    (torch.tensor([0.0, float("nan")] * 400), "NaN/Inf"),
+    (torch.zeros(1280, dtype=torch.int16), "dtype"),
+    (torch.zeros(2, 2, 1280), "shape"),
+]
+EXTRACTORS = {"yaapt": yaapt, **FAST_EXTRACTORS}
+
+
+def _extractor(name: str):
+    """The extractor ``name``; praat's tests skip without parselmouth (GPL-3, an optional extra)."""
+    if name == "praat":
+        pytest.importorskip(
+            "parselmouth", reason='praat-parselmouth (GPL-3) is optional: "hierspeech2[praat]"'
+        )
+    return EXTRACTORS[name]
 
 
 @pytest.fixture(params=list(FAST_EXTRACTORS))
 def fast_f0(request):
-    """Each fast extractor; praat's tests skip without parselmouth (GPL-3, an optional extra)."""
-    if request.param == "praat":
-        pytest.importorskip(
-            "parselmouth", reason='praat-parselmouth (GPL-3) is optional: "hierspeech2[praat]"'
-        )
-    return FAST_EXTRACTORS[request.param]
+    """Each fast extractor (the tests comparing them with YAAPT)."""
+    return _extractor(request.param)
+
+
+@pytest.fixture(params=list(EXTRACTORS))
+def any_f0(request):
+    """Every extractor, YAAPT included (the tests of the contract they share)."""
+    return _extractor(request.param)
 
 
 @pytest.fixture
@@ -176,48 +153,46 @@ def test_swift_variant_range():
         assert swift_f0(tone, "training").max().item() <= F0_MAX_HZ["training"]
 
 
-def test_fast_input_layouts(fast_f0, parity_cases):
+def test_input_layouts(any_f0, parity_cases):
     wav = parity_cases["b.yaapt.audio"][:, :12800]  # [1, N]
-    reference = fast_f0(wav, "training")
+    reference = any_f0(wav, "training")
     assert reference.count_nonzero() > 0
-    assert torch.equal(fast_f0(wav[0], "training"), reference)
-    assert torch.equal(fast_f0(wav[:, None], "training"), reference)
-    assert torch.equal(fast_f0(wav[0].double().numpy(), "training"), reference)
+    assert torch.equal(any_f0(wav[0], "training"), reference)
+    assert torch.equal(any_f0(wav[:, None], "training"), reference)
+    assert torch.equal(any_f0(wav[0].double().numpy(), "training"), reference)
 
 
-def test_fast_batch_rows_are_independent(fast_f0, parity_cases):
+def test_batch_rows_are_independent(any_f0, parity_cases):
     a = parity_cases["a.yaapt.audio"]
     with pytest.warns(UserWarning, match=r"no voiced frame in row\(s\) \[1\]"):
-        f0 = fast_f0(torch.cat([a, torch.zeros_like(a)]), "training")
+        f0 = any_f0(torch.cat([a, torch.zeros_like(a)]), "training")
     assert f0.shape == (2, 1, 608)
-    assert torch.equal(f0[:1], fast_f0(a, "training"))
+    assert torch.equal(f0[:1], any_f0(a, "training"))
     assert f0[1].abs().sum().item() == 0.0
 
 
-def test_fast_silence_returns_zeros_with_warning(fast_f0):
+def test_silence_returns_zeros_with_warning(any_f0):
     with pytest.warns(UserWarning, match="no voiced frame"):
-        f0 = fast_f0(torch.zeros(1, 2560))
+        f0 = any_f0(torch.zeros(1, 2560))
     assert torch.equal(f0, torch.zeros(1, 1, 32))
 
 
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        (torch.zeros(100), "at least 320"),
-        (torch.tensor([0.0, float("nan")] * 400), "NaN/Inf"),
-        (torch.zeros(1280, dtype=torch.int16), "dtype"),
-        (torch.zeros(2, 2, 1280), "shape"),
-    ],
-)
+@pytest.mark.parametrize("bad, match", BAD_INPUTS)
+def test_bad_input(bad, match, any_f0):
+    with pytest.raises(AudioError, match=match):
+        any_f0(bad)
+
+
+@pytest.mark.parametrize("bad, match", BAD_INPUTS)
 @pytest.mark.parametrize("method", F0_METHODS)
 def test_extractors_reject_bad_input_alike(bad, match, method):
     with pytest.raises(AudioError, match=match):
         extract_f0(bad, method)
 
 
-def test_fast_bad_variant(fast_f0):
+def test_bad_variant(any_f0):
     with pytest.raises(ValueError, match="variant"):
-        fast_f0(torch.zeros(1280), variant="fast")
+        any_f0(torch.zeros(1280), variant="fast")
 
 
 def test_extract_f0_dispatch(parity_cases):

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from tiny_models import one_thread
 from tiny_training import (
     tiny_speechsr_data,
     tiny_speechsr_task,
@@ -18,11 +17,7 @@ from tiny_training import (
 
 from hierspeech2.errors import HierSpeechError, NonFiniteLossError
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def poison(task, field: str, batches: set[int] | None = None) -> None:

@@ -6,7 +6,6 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from tiny_models import one_thread
 from tiny_training import (
     tiny_speechsr_data,
     tiny_speechsr_task,
@@ -15,11 +14,7 @@ from tiny_training import (
     trainer,
 )
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train(make_task, make_data, epochs: int, root, ckpt_path=None):

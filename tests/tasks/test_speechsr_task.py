@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from tiny_models import one_thread
 from tiny_training import LossHistory, tiny_speechsr_data, tiny_speechsr_task, trainer
 
 from hierspeech2.errors import CheckpointError
@@ -15,11 +14,7 @@ from hierspeech2.tasks import SpeechSRTask
 from hierspeech2.tasks.base import gradient_norm
 from hierspeech2.tasks.speechsr import MEL_SETTINGS, default_discriminator, default_mel
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_defaults_follow_the_official_configs() -> None:

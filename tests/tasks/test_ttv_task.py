@@ -7,16 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_models import one_thread
 from tiny_training import LossHistory, tiny_ttv_data, tiny_ttv_task, trainer
 
 from hierspeech2.tasks.synthetic import collate_ttv
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(size: int = 4, seed: int = 0):
