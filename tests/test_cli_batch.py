@@ -19,9 +19,9 @@ import tiny_models
 RATE = 16_000
 
 
-def cli(*args: str, wait: bool = True):
+def cli(*args: str, wait: bool = True, env: dict[str, str] | None = None):
     """Run ``python -m hierspeech2.cli ARGS``; with ``wait=False`` return the running process."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**(os.environ if env is None else env), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "hierspeech2.cli", *args],
         stdout=subprocess.PIPE,
@@ -238,6 +238,16 @@ def test_every_user_mistake_is_one_line_and_the_right_exit_code(work: Path) -> N
             continue
         one_line_error(finish(running[name]), 1, fragment)
     assert not (work / "x.wav").exists()
+
+
+def test_vc_with_a_hub_mms_id_and_no_hub_fails_before_loading_anything(work: Path, tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
+    env |= {"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "x.wav"
+    result = cli("vc", str(work / "clip1.wav"), str(work / "voice.flac"), "-o", str(out), "--mms", "facebook/mms-300m",
+                 "--denoise-ratio", "0", *tiny(work, "backbone"), env=env)  # fmt: skip
+    one_line_error(result, 1, "facebook/mms-300m", "hierspeech2 download mms-300m")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_help_of_every_audio_command_has_examples_and_the_common_options() -> None:

@@ -203,3 +203,141 @@ def test_f0_extractor_names_resolve_to_the_inference_setting(monkeypatch) -> Non
     assert pipelines.inference_f0_extractor(custom) is custom
     with pytest.raises(ValueError, match="unknown F0 method 'crepe'.*yaapt"):
         pipelines.inference_f0_extractor("crepe")
+
+
+# ------------------------------------------------------- denoise_ratio with a given denoised prompt row
+
+TOKENS = torch.tensor([5, 12, 30, 7, 19, 44, 3, 25, 11, 60, 8, 33])
+
+
+def two_row_prompt_mel(tts) -> torch.Tensor:
+    """Log-mel rows [2, 80, T] of two different 1 s waveforms: an "original" and a "denoised" prompt."""
+    generator = torch.Generator().manual_seed(0)
+    original = 0.3 * torch.randn(16_000, generator=generator)
+    denoised = 0.3 * torch.sin(torch.arange(16_000) * 2 * math.pi * 180 / 16_000)
+    return tts.mel(torch.stack([original, denoised]))
+
+
+def hand_mixed_style(model, prompt_mel: torch.Tensor, ratio: float) -> torch.Tensor:
+    """The official mixing done by hand: the style of each row on its own, mixed by the ratio."""
+    lengths = torch.tensor([prompt_mel.shape[-1]])
+    with torch.inference_mode():
+        original = model.encode_style(prompt_mel[:1], lengths, 1)
+        denoised = model.encode_style(prompt_mel[1:], lengths, 1)
+    return (1 - ratio) * original + ratio * denoised
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_tokens_with_a_given_denoised_row_mix_styles_without_a_denoiser(monkeypatch) -> None:
+    import tiny_models
+
+    tts = TextToSpeech(
+        tiny_models.ttv(),
+        tiny_models.backbone(),
+        output_rate=16_000,
+        noise_scale_ttv=0.0,
+        noise_scale_vc=0.0,
+        noise_scale_w=0.0,
+    )
+    assert tts.denoiser is None
+    prompt_mel = two_row_prompt_mel(tts)
+    out = {
+        ratio: tts.synthesize_from_tokens(TOKENS, prompt_mel, denoise_ratio=ratio)
+        for ratio in (0.0, 0.5, 1.0)
+    }
+    assert all(torch.isfinite(audio).all() and audio.numel() > 0 for audio in out.values())
+
+    def differs(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return a.shape != b.shape or (a - b).abs().max() > 1e-3
+
+    assert differs(out[0.5], out[0.0]) and differs(out[0.5], out[1.0]) and differs(out[0.0], out[1.0])
+    # the same speech with each model's style replaced by the hand-mixed one
+    for model in (tts.ttv, tts.backbone):
+        style = hand_mixed_style(model, prompt_mel, 0.5)
+        monkeypatch.setattr(model, "encode_style", lambda *args, style=style, **kwargs: style)
+    by_hand = tts.synthesize_from_tokens(TOKENS, prompt_mel, denoise_ratio=0.0)
+    assert by_hand.shape == out[0.5].shape
+    assert (by_hand - out[0.5]).abs().max() <= 1e-5
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_synthesize_from_tokens_uses_the_same_defaults_as_call() -> None:
+    import tiny_models
+
+    from hierspeech2.pipelines import OFFICIAL_DENOISE_RATIO
+
+    tts = TextToSpeech(
+        tiny_models.ttv(),
+        tiny_models.backbone(),
+        denoiser=tiny_models.denoiser(),
+        output_rate=16_000,
+        noise_scale_ttv=0.0,
+        noise_scale_vc=0.0,
+        noise_scale_w=0.0,
+    )
+    assert tts.defaults["denoise_ratio"] == OFFICIAL_DENOISE_RATIO == 0.8
+    prompt_mel = two_row_prompt_mel(tts)
+    torch.manual_seed(1)
+    default = tts.synthesize_from_tokens(TOKENS, prompt_mel)
+    torch.manual_seed(2)  # the constructor's noise scales (0) apply too: no sampling noise
+    official = tts.synthesize_from_tokens(TOKENS, prompt_mel, denoise_ratio=0.8)
+    undenoised = tts.synthesize_from_tokens(TOKENS, prompt_mel, denoise_ratio=0.0)
+    assert torch.equal(default, official)
+    assert default.shape != undenoised.shape or (default - undenoised).abs().max() > 1e-3
+    # without a denoiser the default stays 0 (as for __call__), and a constructor ratio is the default
+    plain = TextToSpeech(
+        tts.ttv, tts.backbone, output_rate=16_000, noise_scale_ttv=0.0, noise_scale_vc=0.0, noise_scale_w=0.0
+    )
+    assert torch.equal(plain.synthesize_from_tokens(TOKENS, prompt_mel), undenoised)
+    mixing = TextToSpeech(
+        tts.ttv,
+        tts.backbone,
+        output_rate=16_000,
+        noise_scale_ttv=0.0,
+        noise_scale_vc=0.0,
+        noise_scale_w=0.0,
+        denoise_ratio=0.8,
+    )
+    assert torch.equal(mixing.synthesize_from_tokens(TOKENS, prompt_mel), official)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_encoded_prompts_with_denoised_rows_need_no_denoiser_but_audio_does(utterances, monkeypatch) -> None:
+    import tiny_models
+
+    from hierspeech2.errors import SettingError
+    from hierspeech2.pipelines import Prompt, VoiceConversion
+
+    vc = VoiceConversion(
+        tiny_models.backbone(),
+        tiny_models.semantic_encoder(),
+        output_rate=16_000,
+        noise_scale=0.0,
+        f0_extractor=tiny_models.energy_f0,
+    )
+    source = torch.sin(torch.arange(32_000) * 2 * math.pi * 150 / 16_000) * 0.3
+    encoded = vc.encode_prompt(utterances[1])
+    assert not encoded.denoised and torch.equal(encoded.mel[0], encoded.mel[1])
+    mel = two_row_prompt_mel(vc)
+    given = Prompt(mel=mel, peak=encoded.peak, f0=encoded.f0, denoised=True)
+    out = {r: vc(source, given, source_rate=16_000, denoise_ratio=r)[0] for r in (0.0, 0.5, 1.0)}
+    assert (out[0.5] - out[0.0]).abs().max() > 1e-3 and (out[0.5] - out[1.0]).abs().max() > 1e-3
+    # the default ratio of every VoiceConversion entry point is the constructor's, as for TTS
+    mixing = VoiceConversion(
+        vc.backbone,
+        vc.semantic_encoder,
+        output_rate=16_000,
+        noise_scale=0.0,
+        denoise_ratio=0.5,
+        f0_extractor=tiny_models.energy_f0,
+    )
+    assert torch.equal(mixing(source, given, source_rate=16_000)[0], out[0.5])
+    # audio prompts must be denoised here, which needs a denoiser: refused before any work, saying so
+    with pytest.raises(SettingError, match="needs a prompt denoiser"):
+        mixing(source, utterances[1], source_rate=16_000)
+    with pytest.raises(SettingError, match="needs a prompt denoiser"):
+        vc.encode_prompt(utterances[1], denoise_ratio=0.5)
+    style = hand_mixed_style(vc.backbone, mel, 0.5)
+    monkeypatch.setattr(vc.backbone, "encode_style", lambda *args, **kwargs: style)
+    by_hand = vc(source, given, source_rate=16_000, denoise_ratio=0.0)[0]
+    assert (by_hand - out[0.5]).abs().max() <= 1e-5

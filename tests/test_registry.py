@@ -32,9 +32,11 @@ from hierspeech2.registry import (
     RegistryError,
     default_registry,
     download,
+    ensure_available,
     is_cached,
     list_models,
     load_model,
+    missing_from_cache,
     official_family,
     sha256_of,
 )
@@ -258,19 +260,22 @@ def test_download_by_name_reproduces_the_parity_case_then_works_offline(space, p
     assert sha256_of(cached) == SR48_SHA and is_cached("speechsr-48k")
 
     served = len(space.requests)
-    load_model("speechsr-48k")  # cached: a HEAD to check the revision, no new download
-    assert space.count("GET", SR48_FILE) == 1
+    load_model("speechsr-48k")  # cached and pinned by its sha256: nothing to ask the Hub
+    assert len(space.requests) == served
 
     space.stop()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     offline = load_model("speechsr-48k")
     assert_same_weights(offline, model)
-    assert len(space.requests) == served + 1
+    assert len(space.requests) == served
 
 
 def test_local_files_only_needs_no_server(space, sr48_path):
-    with pytest.raises(DownloadError, match="not in the Hugging Face cache and local_files_only=True"):
+    with pytest.raises(
+        DownloadError,
+        match=r"speechsr-48k \(1\.7 MB\) is not in the Hugging Face cache \(.*\) and local_files_only=True",
+    ):
         load_model("speechsr-48k", local_files_only=True)
     assert not space.requests
     download("speechsr-48k")
@@ -333,9 +338,87 @@ def test_no_network_is_an_actionable_error(loopback_hub, monkeypatch, no_sleep):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(
-        DownloadError, match=r"HF_HUB_OFFLINE=1 forbids downloading it\. Unset HF_HUB_OFFLINE"
+        DownloadError, match=r"HF_HUB_OFFLINE=1 forbids downloading it: run .* or unset HF_HUB_OFFLINE"
     ):
         load_model("speechsr-48k")
+
+
+def close_the_hub(monkeypatch) -> str:
+    """Point huggingface_hub at a closed port on 127.0.0.1: every connection is refused at once."""
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setattr(constants, "ENDPOINT", unreachable)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", unreachable + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    return unreachable
+
+
+@pytest.mark.parametrize("how", ["unreachable", "offline"])
+def test_missing_pipeline_fails_in_seconds_naming_every_part_and_the_pipeline(how, loopback_hub, monkeypatch):
+    # no `no_sleep`: huggingface_hub's own retries would wait ~25 s; the probe must not retry at all
+    if how == "offline":
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    else:
+        close_the_hub(monkeypatch)
+    for call in (lambda: load_model("hierspeech2-tts"), lambda: download("hierspeech2-tts")):
+        start = time.perf_counter()
+        with pytest.raises(DownloadError) as error:
+            call()
+        assert time.perf_counter() - start < 3.0
+        message = str(error.value)
+        assert "\n" not in message
+        assert "ttv-lt960, hierspeech2-v1.1, speechsr-48k and denoiser (834 MB)" in message
+        assert "`hierspeech2 download hierspeech2-tts`" in message
+        assert ("HF_HUB_OFFLINE=1 forbids downloading them" in message) == (how == "offline")
+        assert ("ConnectError" in message and constants.ENDPOINT in message) == (how == "unreachable")
+    assert not loopback_hub.requests
+    assert not Path(constants.HF_HUB_CACHE).exists()  # nothing left behind, not even a folder
+
+
+def test_only_the_missing_parts_are_named(tiny_registry, monkeypatch):
+    monkeypatch.setenv("HIERSPEECH2_REGISTRY", tiny_registry.origin)
+    download("ttv-lt960")
+    download("denoiser")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DownloadError) as error:
+        load_model("hierspeech2-tts")
+    message = str(error.value)
+    assert "hierspeech2-v1.1 and speechsr-48k (" in message and "ttv-lt960" not in message
+    assert "are not in the Hugging Face cache" in message
+    assert "`hierspeech2 download hierspeech2-tts`" in message
+    assert missing_from_cache(["hierspeech2-tts"]) == ["hierspeech2-v1.1", "speechsr-48k"]
+    assert missing_from_cache(["ttv-lt960", "denoiser"]) == []
+    assert load_model("ttv-lt960") is not None  # cached parts load offline
+
+    # parts outside any pipeline asked for are named themselves
+    with pytest.raises(DownloadError, match="`hierspeech2 download hierspeech2-tts hierspeech2-v2`"):
+        ensure_available(["ttv-lt960", "hierspeech2-v1.1", "hierspeech2-v2"], pipeline="hierspeech2-tts")
+    with pytest.raises(DownloadError, match="`hierspeech2 download speechsr-24k`"):
+        ensure_available(["speechsr-24k", "denoiser"])
+    ensure_available(["ttv-lt960", "denoiser"], pipeline="hierspeech2-tts")  # all cached: no error
+
+
+def test_reachable_hub_with_a_missing_file_still_reports_the_file(space, tmp_path, monkeypatch):
+    registry = tmp_path / "registry.yaml"
+    data = yaml.safe_load((ROOT / "checkpoints.yaml").read_text())
+    data["models"] = {"sr": data["models"]["speechsr-48k"]}
+    data["models"]["sr"]["source"]["filename"] = "speechsr48k/G_999.pth"
+    registry.write_text(yaml.safe_dump(data))
+    with pytest.raises(DownloadError, match="no such file in the repository"):
+        load_model("sr", registry=registry)
+    assert space.count("HEAD", "speechsr48k/G_999.pth") >= 1  # the probe asked, and the Hub answered
+
+
+def test_hf_uri_without_network_fails_in_seconds(loopback_hub, monkeypatch):
+    close_the_hub(monkeypatch)
+    start = time.perf_counter()
+    with pytest.raises(DownloadError) as error:
+        load_model("hf://someone/tiny-speechsr")
+    assert time.perf_counter() - start < 3.0
+    assert "`hf download someone/tiny-speechsr config.json model.safetensors`" in str(error.value)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DownloadError, match="HF_HUB_OFFLINE=1 forbids downloading it: run `hf download"):
+        load_model("hf://someone/tiny-speechsr/sub/weights.pth")
 
 
 def test_missing_repo_file_and_revision_are_named(space, tmp_path):

@@ -11,20 +11,26 @@ error that lists every offender.
 The native format (:class:`NativeCheckpointMixin`) is a folder with ``config.json``
 (constructor arguments) and ``model.safetensors`` (native keys), read and written with
 ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``; it never unpickles anything.
+``save_pretrained`` also writes a model card (``README.md``): family, configuration, size,
+licence, how to load it and where the weights came from.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import shlex
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from safetensors import SafetensorError
 from torch import Tensor, nn
 
@@ -248,6 +254,112 @@ NATIVE_CONFIG_FILE = "config.json"
 NATIVE_WEIGHTS_FILE = "model.safetensors"
 NATIVE_CLASS_KEY = "hierspeech2_class"
 """``config.json`` key naming the model class, so ``load_model`` can rebuild any native checkpoint."""
+MODEL_CARD_FILE = "README.md"
+GENERATED_CARD_MARK = "<!-- hierspeech2: generated model card, rewritten by save_pretrained; delete this line to keep your edits -->"
+"""First line of the card body that ``save_pretrained`` writes; a ``README.md`` without it is the user's and is kept."""
+SAVED_FROM_PYTHON = "Saved from Python with `save_pretrained`."
+
+
+@dataclass(frozen=True)
+class _CardFamily:
+    """What a model card says about one model class; ``{location}`` in ``cli`` is the shell-quoted folder."""
+
+    title: str
+    summary: str
+    tags: tuple[str, ...]
+    cli: tuple[str, ...]
+
+
+_CARD_FAMILIES = {
+    "HierSpeech2": _CardFamily(
+        "HierSpeech2 backbone",
+        "the hierarchical speech synthesizer of HierSpeech++: self-supervised speech features (MMS), F0 "
+        "and a voice prompt → 16 kHz speech. It converts voices on its own and speaks the output of "
+        "TextToVec in text-to-speech.",
+        ("voice-conversion", "text-to-speech"),
+        (
+            "hierspeech2 vc source.wav voice.wav -o converted.wav --backbone {location}",
+            'hierspeech2 tts "Hello there." --prompt voice.wav -o hello.wav --backbone {location}',
+        ),
+    ),
+    "TextToVec": _CardFamily(
+        "TextToVec",
+        "the text-to-vec model of HierSpeech++: phoneme ids and a prosody prompt → the self-supervised "
+        "speech features and F0 that the HierSpeech2 backbone speaks (the first stage of text-to-speech).",
+        ("text-to-speech",),
+        ('hierspeech2 tts "Hello there." --prompt voice.wav -o hello.wav --ttv {location}',),
+    ),
+    "SpeechSR": _CardFamily(
+        "SpeechSR",
+        "the speech super-resolution model of HierSpeech++: {input_khz} kHz speech → {output_khz} kHz speech.",
+        ("audio-to-audio", "speech-super-resolution"),
+        ("hierspeech2 sr speech_16k.wav -o speech_{output_khz}k.wav --model {location}",),
+    ),
+    "MPSENet": _CardFamily(
+        "MP-SENet prompt denoiser",
+        "the MP-SENet speech enhancement model HierSpeech++ uses to denoise voice prompts; the styles of the "
+        "original and the denoised prompt are mixed by `denoise_ratio`.",
+        ("speech-enhancement", "voice-conversion", "text-to-speech"),
+        (
+            "hierspeech2 vc source.wav voice.wav -o converted.wav --denoiser {location}",
+            'hierspeech2 tts "Hello there." --prompt voice.wav -o hello.wav --denoiser {location}',
+        ),
+    ),
+}
+
+
+def official_card_source(path: str | os.PathLike) -> str:
+    """The model card's provenance line for weights converted from the official checkpoint file ``path``."""
+    from .registry import sha256_of
+
+    return (
+        f"Converted with `hierspeech2 convert` from the official checkpoint `{Path(path).name}` "
+        f"(sha256 `{sha256_of(path)}`)."
+    )
+
+
+def _card_location(save_directory: str | os.PathLike) -> str:
+    """How the card names a local folder: as given, with ``./`` before a bare name (else a registry name)."""
+    location = os.fspath(save_directory)
+    if not Path(location).is_absolute() and os.sep not in location and "/" not in location:
+        location = f"./{location}"
+    return location
+
+
+def _count(n: int) -> str:
+    """``1,234,567 (1.2 M)``; small counts stay plain."""
+    if n >= 1_000_000:
+        return f"{n:,} ({n / 1e6:.1f} M)"
+    if n >= 1_000:
+        return f"{n:,} ({n / 1e3:.1f} k)"
+    return f"{n:,}"
+
+
+def _kilohertz(rate: float) -> str:
+    return f"{rate / 1000:g}"
+
+
+def _is_generated_card(path: Path) -> bool:
+    try:
+        return GENERATED_CARD_MARK in path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def _new_file_mode(folder: Path) -> int:
+    """The mode ``open`` gives a new file in ``folder`` (0666 less the umask), read off a probe file.
+
+    ``os.umask`` can only be read by setting it, which races with other threads; a probe cannot.
+    ``folder`` is a fresh staging folder, so the probe's name is free.
+    """
+    probe = folder / ".mode-probe"
+    descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        return stat.S_IMODE(os.fstat(descriptor).st_mode)
+    finally:
+        os.close(descriptor)
+        os.unlink(probe)
+
 
 def _json_to_constructor(value: Any) -> Any:
     """JSON lists back to the tuples our constructors take (they never take lists)."""
@@ -283,7 +395,7 @@ class NativeCheckpointMixin(
     license="mit",
     repo_url="https://github.com/sh-lee-prml/HierSpeechpp",
     paper_url="https://arxiv.org/abs/2311.12454",
-    tags=["speech", "text-to-speech", "voice-conversion", "hierspeech2"],
+    tags=["speech", "hierspeech2"],  # generate_model_card adds the family's (text-to-speech, ...)
 ):
     """The native format: ``config.json`` (constructor arguments) + ``model.safetensors`` (native keys).
 
@@ -294,7 +406,10 @@ class NativeCheckpointMixin(
       loads with ``strict=False`` by default, which leaves random weights behind silently);
     - turns JSON lists back into the tuples our constructors take;
     - reads only safetensors (no ``pytorch_model.bin`` pickle fallback) and prints nothing;
-    - records the class in ``config.json`` (``hierspeech2_class``) and refuses a checkpoint of another class.
+    - records the class in ``config.json`` (``hierspeech2_class``) and refuses a checkpoint of another class;
+    - writes files with the modes the umask gives (safetensors writes 0600), so a shared folder stays readable;
+    - writes a real model card (:meth:`generate_model_card`) and refreshes it on the next save unless the
+      user edited it (removed :data:`GENERATED_CARD_MARK`).
     """
 
     def save_pretrained(
@@ -307,26 +422,36 @@ class NativeCheckpointMixin(
         model_card_kwargs: dict[str, Any] | None = None,
         **push_to_hub_kwargs: Any,
     ):
-        """Write ``config.json`` + ``model.safetensors`` (+ a model card) to ``save_directory``; see the base class.
+        """Write ``config.json`` + ``model.safetensors`` + a model card to ``save_directory``; see the base class.
 
         The files are written into a staging folder first and then renamed into place, so a full
         disk or a read-only folder raises :class:`~hierspeech2.errors.OutputError` and leaves an
         earlier export in ``save_directory`` as it was (the base class deletes ``config.json`` first).
+        ``model_card_kwargs`` go to :meth:`generate_model_card` (``source``: where the weights came from).
+        A ``README.md`` the user wrote is kept; one that ``save_pretrained`` wrote is rewritten.
         """
         config = dict(self._hub_mixin_config or {}) if config is None else dict(config)
         config[NATIVE_CLASS_KEY] = type(self).__name__
+        card_kwargs = {
+            "location": _card_location(save_directory),
+            "config": config,
+            **(model_card_kwargs or {}),
+        }
         save_directory = Path(save_directory)
         staging = None
         try:
             save_directory.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=save_directory))
-            super().save_pretrained(staging, config=config, model_card_kwargs=model_card_kwargs)
+            super().save_pretrained(staging, config=config, model_card_kwargs=card_kwargs)
+            mode = _new_file_mode(staging)
             # weights before config: a folder whose config.json is new has its new weights too
-            for name in (NATIVE_WEIGHTS_FILE, NATIVE_CONFIG_FILE, "README.md"):
-                if name == "README.md" and (save_directory / name).exists():
-                    continue  # as the base class: never overwrite a model card
+            for name in (NATIVE_WEIGHTS_FILE, NATIVE_CONFIG_FILE, MODEL_CARD_FILE):
+                target = save_directory / name
+                if name == MODEL_CARD_FILE and target.exists() and not _is_generated_card(target):
+                    continue  # as the base class: never overwrite the user's model card
                 if (staging / name).exists():
-                    os.replace(staging / name, save_directory / name)
+                    os.chmod(staging / name, mode)
+                    os.replace(staging / name, target)
         except (OSError, SafetensorError) as error:
             raise OutputError.writing(save_directory, error) from error
         finally:
@@ -340,6 +465,92 @@ class NativeCheckpointMixin(
                 **push_to_hub_kwargs,
             )
         return None
+
+    def push_to_hub(
+        self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str:
+        """Upload to the Hub (see the base class); the model card shows how to load it from ``repo_id``."""
+        from .registry import HF_SCHEME
+
+        card_kwargs = {"location": f"{HF_SCHEME}{repo_id}", **(model_card_kwargs or {})}
+        return super().push_to_hub(repo_id, model_card_kwargs=card_kwargs, **kwargs)
+
+    def generate_model_card(
+        self,
+        *args: Any,
+        source: str | None = None,
+        location: str = "path/to/model",
+        config: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> ModelCard:
+        """The ``README.md`` of a native folder: Hub metadata, family, size, licence, loading, configuration, source.
+
+        Args:
+            source: where the weights came from (a Markdown sentence); default "saved from Python".
+            location: the folder (or ``hf://owner/repo``) the loading examples name.
+            config: the constructor arguments written to ``config.json`` (default: the model's).
+        """
+        from huggingface_hub import ModelCardData
+
+        from .registry import HF_SCHEME
+
+        assert isinstance(self, nn.Module)
+        cls = type(self).__name__
+        fallback = (type(self).__doc__ or cls).strip().splitlines()[0]
+        family = _CARD_FAMILIES.get(cls, _CardFamily(cls, fallback, (), ()))
+        rates = {}
+        if hasattr(self, "input_rate") and hasattr(self, "output_rate"):
+            rates = {"input_khz": _kilohertz(self.input_rate), "output_khz": _kilohertz(self.output_rate)}
+        title = family.title + (f" ({rates['input_khz']} kHz → {rates['output_khz']} kHz)" if rates else "")
+        info = self._hub_mixin_info
+        card_data = ModelCardData(**info.model_card_data.to_dict())
+        card_data.tags = sorted({*(card_data.tags or ()), *family.tags})
+        hub_id = location.removeprefix(HF_SCHEME)
+        cli = "\n".join(line.format(location=shlex.quote(location), **rates) for line in family.cli)
+        config = self._hub_mixin_config if config is None else config
+        config = {key: value for key, value in (config or {}).items() if key != NATIVE_CLASS_KEY}
+        rows = (
+            "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in config.items())
+            or "| (none) | |"
+        )
+        parameters = sum(parameter.numel() for parameter in self.parameters())
+        body = [
+            GENERATED_CARD_MARK,
+            "",
+            f"# {title}",
+            "",
+            f"**Family:** {family.title}, {family.summary.format(**rates)}",
+            "",
+            f"Re-implemented by hierspeech2 after [HierSpeech++]({info.repo_url}) ([paper]({info.paper_url})).",
+            "",
+            f"- **Parameters:** {_count(parameters)}",
+            "- **Licence:** MIT, as the official HierSpeech++ code and weights",
+            f"- **Source:** {source or SAVED_FROM_PYTHON}",
+            "",
+            "## Use",
+            "",
+            "```python",
+            "from hierspeech2 import load_model",
+            f"from hierspeech2.models import {cls}",
+            "",
+            f"model = load_model({json.dumps(location)})  # any hierspeech2 model; device=, dtype= optional",
+            f"model = {cls}.from_pretrained({json.dumps(hub_id)})  # a {cls} only",
+            "```",
+        ]
+        if cli:
+            body += ["", "From the command line:", "", "```bash", cli, "```"]
+        body += [
+            "",
+            "## Configuration",
+            "",
+            f"Constructor arguments of `{cls}` (`{NATIVE_CONFIG_FILE}`); the weights are `{NATIVE_WEIGHTS_FILE}`.",
+            "",
+            "| argument | value |",
+            "| --- | --- |",
+            rows,
+            "",
+        ]
+        return ModelCard(f"---\n{card_data.to_yaml()}\n---\n" + "\n".join(body))
 
     def _save_pretrained(self, save_directory: Path) -> None:
         from safetensors.torch import save_file

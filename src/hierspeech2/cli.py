@@ -22,7 +22,10 @@ DEFAULT_VC_MODEL = "hierspeech2-vc"
 DEFAULT_TTS_MODEL = "hierspeech2-tts"
 DEFAULT_SR_RATE = 48000
 DTYPES = ("float32", "float16", "bfloat16")
-OUTPUT_FORMATS = ("wav", "flac", "ogg")
+# libsndfile >= 1.1 (bundled with soundfile >= 0.12) writes MP3 and reads it back sample-exact (gapless)
+OUTPUT_FORMATS = ("wav", "flac", "ogg", "mp3")
+# registry.MODEL_FAMILIES + PIPELINES, repeated so that `models --family` is checked without the registry
+FAMILIES = ("backbone", "ttv", "speechsr", "mms", "denoiser", "tts", "vc")
 # hierspeech2.pitch.F0_METHODS, repeated so that `--help` needs no torch import (a test keeps them equal).
 F0_METHOD_CHOICES = ("yaapt", "swift", "praat")
 EXIT_FAILED = 1
@@ -80,6 +83,44 @@ class UsageError(HierSpeechError):
     """A command line that cannot work (exit code 2)."""
 
 
+def _thread_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads, at least 1, got {text!r}")
+    return count
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's CPU threads for the run (applied by :func:`torch_threads`)."""
+    parser.add_argument(
+        "--threads",
+        type=_thread_count,
+        default=None,
+        metavar="N",
+        help="torch CPU threads for this run (default: torch's, which follows OMP_NUM_THREADS); "
+        "when other jobs share the cores, 1 is often several times faster",
+    )
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch CPU threads (``None``: leave torch's), restored after: main may run in-process."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 # ------------------------------------------------------------------------------------------ parser
 
 
@@ -102,10 +143,11 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
         help="items (windows, text pieces) per model call",
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress bar)")
+    add_threads_option(parser)
 
 
 def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("-o", "--output", type=Path, default=None, help=f"{what} (.wav, .flac, .ogg)")
+    parser.add_argument("-o", "--output", type=Path, default=None, help=f"{what} (.wav, .flac, .ogg, .mp3)")
 
 
 def _add_synthesis(parser: argparse.ArgumentParser, default_model: str) -> None:
@@ -149,12 +191,16 @@ def _add_synthesis(parser: argparse.ArgumentParser, default_model: str) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``hierspeech2`` parser; given the ``command`` being run, the others' torch-importing parsers are stubs."""
     parser = argparse.ArgumentParser(prog="hierspeech2", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hierspeech2 {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add, _) in COMMANDS.items():
-        add(commands, name)
+        if name in HEAVY_PARSERS and command not in (None, name):
+            commands.add_parser(name, help=HEAVY_PARSERS[name], add_help=False)
+        else:
+            add(commands, name)
     for name, summary in TRAINING_COMMANDS.items():
         commands.add_parser(name, help=summary, add_help=False)
     return parser
@@ -260,10 +306,9 @@ def _add_models_parser(commands, name: str) -> None:
         epilog=EPILOG_MODELS,
         formatter_class=_formatter(),
     )
-    models.add_argument(
-        "--family", default=None, help="only this family (backbone, ttv, speechsr, mms, denoiser, tts, vc)"
-    )
+    models.add_argument("--family", default=None, help=f"only this family ({', '.join(FAMILIES)})")
     models.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_threads_option(models)
 
 
 def _add_download_parser(commands, name: str) -> None:
@@ -276,6 +321,7 @@ def _add_download_parser(commands, name: str) -> None:
     download.add_argument("names", nargs="+", metavar="NAME", help="registry names (`hierspeech2 models`)")
     download.add_argument("--revision", default=None, help="branch, tag or commit instead of the registry's")
     download.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_threads_option(download)
 
 
 def _add_convert_parser(commands, name: str) -> None:
@@ -299,6 +345,7 @@ def _add_convert_parser(commands, name: str) -> None:
         help="constructor arguments as JSON, for non-released configurations, e.g. '{\"upsample_ratio\": 1.5}'",
     )
     convert.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_threads_option(convert)
 
 
 # ------------------------------------------------------------------------------------- shared parts
@@ -347,8 +394,9 @@ def _check_output(path: Path) -> None:
 
     extension = path.suffix.lstrip(".").upper()
     if _FORMAT_ALIASES.get(extension, extension) not in sf.available_formats():
+        usable = [f".{name}" for name in OUTPUT_FORMATS if name.upper() in sf.available_formats()]
         raise HierSpeechError(
-            f"cannot tell the audio format from the extension of {path}; use .wav, .flac or .ogg"
+            f"cannot tell the audio format from the extension of {path}; use {', '.join(usable[:-1])} or {usable[-1]}"
         )
 
 
@@ -366,13 +414,18 @@ def _require_audio(path: Path, what: str) -> None:
         raise HierSpeechError(f"cannot read {what} {path} as audio ({_one_line(error)})") from None
 
 
-def _speechsr(rate: int, checkpoint: Path | None, runtime: _Runtime):
+def _speechsr(rate: int | None, checkpoint: Path | None, runtime: _Runtime):
+    """The packaged SpeechSR for ``rate`` (default 48 kHz), or an official checkpoint at its own rate."""
     from .models import SpeechSR
 
-    model = SpeechSR.from_packaged(rate) if checkpoint is None else SpeechSR.from_official(checkpoint)
-    if model.output_rate != rate:
+    if checkpoint is None:
+        model = SpeechSR.from_packaged(rate or DEFAULT_SR_RATE)
+    else:
+        model = SpeechSR.from_official(checkpoint)
+    if rate is not None and model.output_rate != rate:
         raise HierSpeechError(
-            f"{checkpoint} is a {model.output_rate} Hz SpeechSR, but --output-rate {rate} was asked"
+            f"{checkpoint} is a {model.output_rate} Hz SpeechSR, but --output-rate {rate} was asked; "
+            f"drop --output-rate to run it at {model.output_rate} Hz"
         )
     return model.to(runtime.device, runtime.dtype)
 
@@ -399,17 +452,42 @@ def _components(model: str, family: str) -> dict[str, str]:
     return dict(entry.components)
 
 
-def _semantic_encoder(spec: str, runtime: _Runtime):
+def _is_hub_id(spec: str) -> bool:
+    """A transformers Hub id (``facebook/mms-300m``): not a registry name, hf:// URI or local path."""
     from .registry import default_registry
+
+    return spec not in default_registry() and not spec.startswith("hf://") and not Path(spec).exists()
+
+
+def _semantic_encoder(spec: str, runtime: _Runtime):
     from .ssl import SemanticEncoder
 
-    is_hub_id = spec not in default_registry() and not spec.startswith("hf://") and not Path(spec).exists()
     encoder = (
         SemanticEncoder.from_pretrained(spec)
-        if is_hub_id
+        if _is_hub_id(spec)
         else _load(spec, "SemanticEncoder", "--mms", runtime)
     )
     return encoder.to(runtime.device, runtime.dtype)
+
+
+def _require_registry_parts(pipeline: str, specs: Sequence[str | None]) -> None:
+    """Fail in seconds, naming every missing part and what to download, before any model is loaded."""
+    from .registry import default_registry, ensure_available
+
+    registry = default_registry()
+    names = [spec for spec in specs if spec is not None and spec in registry and not Path(spec).exists()]
+    ensure_available(names, registry=registry, pipeline=pipeline)
+
+
+def _denoiser_spec(args: argparse.Namespace, components: dict[str, str]) -> str | None:
+    """The prompt denoiser this run loads, if any (``--denoise-ratio 0`` loads none)."""
+    spec = args.denoiser or components.get("denoiser")
+    if args.denoise_ratio and not spec:
+        raise UsageError(
+            f"--denoise-ratio {args.denoise_ratio} needs a prompt denoiser, and --model {args.model} has none; "
+            "pass --denoiser denoiser (the registry's MP-SENet) or --denoise-ratio 0"
+        )
+    return spec if spec and args.denoise_ratio != 0 else None
 
 
 def _check_synthesis_usage(args: argparse.Namespace) -> None:
@@ -419,17 +497,10 @@ def _check_synthesis_usage(args: argparse.Namespace) -> None:
 
 
 def _synthesis_parts(args: argparse.Namespace, components: dict[str, str], runtime: _Runtime) -> dict:
-    denoiser_spec = args.denoiser or components.get("denoiser")
-    if args.denoise_ratio and not denoiser_spec:
-        raise UsageError(
-            f"--denoise-ratio {args.denoise_ratio} needs a prompt denoiser, and --model {args.model} has none; "
-            "pass --denoiser denoiser (the registry's MP-SENet) or --denoise-ratio 0"
-        )
+    denoiser_spec = _denoiser_spec(args, components)
     backbone = _load(args.backbone or components["backbone"], "HierSpeech2", "--backbone", runtime)
     speechsr = None if args.output_rate == 16000 else _speechsr(args.output_rate, None, runtime)
-    denoiser = None
-    if denoiser_spec and args.denoise_ratio != 0:  # --denoise-ratio 0 needs no denoiser: none is loaded
-        denoiser = _load(denoiser_spec, "MPSENet", "--denoiser", runtime)
+    denoiser = None if denoiser_spec is None else _load(denoiser_spec, "MPSENet", "--denoiser", runtime)
     return {"backbone": backbone, "speechsr": speechsr, "denoiser": denoiser}
 
 
@@ -540,6 +611,18 @@ def _run_sr(args: argparse.Namespace) -> None:
     if not is_folder:
         _require_audio(args.input, "input audio")
         _check_output(args.output)
+    elif args.output.exists() and not args.output.is_dir():
+        raise UsageError(f"the input is a folder, so -o must be a folder too, but {args.output} is a file")
+    elif not args.output.exists() and _is_audio_name(args.output):
+        raise UsageError(
+            f"the input is a folder, so -o must be a folder too, not the audio file name {args.output}; "
+            f"write -o {args.output.with_suffix('')}/ (and --format {args.output.suffix.lstrip('.').lower()})"
+        )
+    if args.model is not None:
+        from .registry import default_registry, ensure_available
+
+        if args.model in default_registry() and not Path(args.model).exists():
+            ensure_available([args.model])  # before torch: fail in seconds without the Hub
     runtime = _runtime(args)
     from .pipelines import SuperResolution  # after the checks that need no torch
 
@@ -550,18 +633,23 @@ def _run_sr(args: argparse.Namespace) -> None:
                 f"--model {args.model} outputs {model.output_rate} Hz, but --rate {args.rate} was asked"
             )
     else:
-        model = _speechsr(args.rate or DEFAULT_SR_RATE, args.checkpoint, runtime)
+        model = _speechsr(args.rate, args.checkpoint, runtime)
     pipeline = SuperResolution(model, batch_size=args.batch_size or 1)
     if not is_folder:
         path = pipeline.process_file(args.input, args.output, progress=_progress(args))
         log.info("wrote %s (%d Hz)", path, pipeline.output_rate)
         return
-    if args.output.exists() and not args.output.is_dir():
-        raise UsageError(f"the input is a folder, so -o must be a folder too, but {args.output} is a file")
     inputs = _audio_files(args.input)
     outputs = [args.output / path.relative_to(args.input).with_suffix(f".{args.format}") for path in inputs]
     results = pipeline.process_many(list(zip(inputs, outputs)), progress=_progress(args))
     _report("sr", [str(path) for path in inputs], results, {})
+
+
+def _is_audio_name(path: Path) -> bool:
+    import soundfile as sf
+
+    extension = path.suffix.lstrip(".").upper()
+    return _FORMAT_ALIASES.get(extension, extension) in sf.available_formats()
 
 
 def _audio_files(folder: Path) -> list[Path]:
@@ -590,11 +678,19 @@ def _run_vc(args: argparse.Namespace) -> None:
         _require_audio(args.target, "target (voice prompt) audio")
         _check_output(args.output)
     components = _components(args.model, "vc")
+    mms = args.mms or components["semantic_encoder"]
+    _require_registry_parts(
+        args.model, [args.backbone or components["backbone"], mms, _denoiser_spec(args, components)]
+    )
+    if _is_hub_id(mms):
+        from .ssl import ensure_downloadable
+
+        ensure_downloadable(mms)  # --mms facebook/mms-300m: cached, or the Hub answers, before any loading
     runtime = _runtime(args)
     from .pipelines import VoiceConversion  # after the checks that need no torch
 
     parts = _synthesis_parts(args, components, runtime)
-    encoder = _semantic_encoder(args.mms or components["semantic_encoder"], runtime)
+    encoder = _semantic_encoder(mms, runtime)
     _maybe_int8(args, runtime, encoder, parts["backbone"])
     pipeline = VoiceConversion(
         semantic_encoder=encoder,
@@ -660,6 +756,10 @@ def _run_tts(args: argparse.Namespace) -> None:
         _require_audio(args.prompt, "voice prompt")
         _check_output(args.output)
     components = _components(args.model, "tts")
+    _require_registry_parts(
+        args.model, [args.ttv or components["ttv"], args.backbone or components["backbone"],
+                     _denoiser_spec(args, components)]
+    )  # fmt: skip
     runtime = _runtime(args)
     import torch
 
@@ -720,6 +820,10 @@ def _human_size(size: int | None) -> str:
 def _run_models(args: argparse.Namespace) -> None:
     from .registry import default_registry, is_cached
 
+    if args.family is not None and args.family not in FAMILIES:
+        raise UsageError(
+            f"--family {args.family} is not a model family; known families: {', '.join(FAMILIES)}"
+        )
     registry = default_registry()
     rows = [("NAME", "FAMILY", "SIZE", "CACHED", "DESCRIPTION")]
     for name in registry.names(args.family):
@@ -742,18 +846,19 @@ def _run_models(args: argparse.Namespace) -> None:
 
 
 def _run_download(args: argparse.Namespace) -> None:
-    from .registry import default_registry, download
+    from .registry import default_registry, download, ensure_available
 
     registry = default_registry()
     for name in args.names:
         registry[name]  # unknown names fail before anything is downloaded
+    ensure_available(args.names, registry=registry, revision=args.revision)  # one message for all, in seconds
     for name in args.names:
         for path in download(name, revision=args.revision, registry=registry):
             log.info("%s: %s", name, path)
 
 
 def _run_convert(args: argparse.Namespace) -> None:
-    from .checkpoint import load_official_file
+    from .checkpoint import load_official_file, official_card_source
     from .registry import default_registry, download, family_class, official_family
 
     config = None
@@ -780,7 +885,7 @@ def _run_convert(args: argparse.Namespace) -> None:
     state = load_official_file(path)
     family = family or official_family(state, str(path))
     model = family_class(family).from_official(state, config=config)
-    model.save_pretrained(args.out_dir)
+    model.save_pretrained(args.out_dir, model_card_kwargs={"source": official_card_source(path)})
     log.info("wrote %s (%s: config.json + model.safetensors)", args.out_dir, type(model).__name__)
 
 
@@ -798,6 +903,8 @@ COMMANDS: dict[str, tuple[Callable[..., None], Runner]] = {
         lambda args: _run_preprocess(args),
     ),
 }
+# Commands whose parser imports torch (seconds): built only when that command runs.
+HEAVY_PARSERS = {"preprocess": "corpus → training feature cache (resumable, parallel)"}
 # Commands with parsers of their own (LightningCLI, the exporter): everything after the name goes to them.
 TRAINING_COMMANDS = {
     "fit": "train a model from a recipe: hierspeech2 fit -c recipes/ttv.yaml",
@@ -844,13 +951,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TRAINING_COMMANDS:
         return _run_training_command(argv)
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv else "")
     args = parser.parse_args(argv)
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="%(message)s")
     if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    with _quiet_libraries(quiet):
+    with _quiet_libraries(quiet), torch_threads(getattr(args, "threads", None)):
         return _dispatch(args)
 
 
@@ -860,9 +967,13 @@ def _quiet_libraries(quiet: bool) -> Iterator[None]:
     settings = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"} if quiet else {}
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update({name: value for name, value in settings.items() if saved[name] is None})
+    # huggingface_hub logs through a handler of its own; propagating to ours too printed each line twice
+    hub_logger = logging.getLogger("huggingface_hub")
+    propagate, hub_logger.propagate = hub_logger.propagate, False
     try:
         yield
     finally:
+        hub_logger.propagate = propagate
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -35,7 +35,7 @@ from .audio_stream import AudioReader, FileSink, MemorySink
 from .chunking import ChunkPlan, CrossFader, Window, fade_in_weights
 from .errors import AudioError, HierSpeechError, SettingError, TextError
 from .models import HierSpeech2, SpeechSR, TextToVec
-from .nn.inference import inference
+from .nn.inference import inference, use_fast_activations
 from .pitch import F0_METHODS, extract_f0, yaapt
 from .text import text_to_tokens
 from .text.segment import MAX_PIECE_CHARS, Piece, split_text
@@ -339,7 +339,7 @@ class SuperResolution:
         chunk_plan: ChunkPlan = SR_CHUNKS,
         batch_size: int = 1,
     ) -> None:
-        self.speechsr = speechsr.eval()
+        self.speechsr = use_fast_activations(speechsr.eval())
         self.scale_norm = scale_norm
         self.chunk_plan = chunk_plan
         self.batch_size = batch_size
@@ -448,11 +448,13 @@ class _Synthesis:
                 f"output_rate={output_rate} needs a SpeechSR model for {output_rate} Hz (have {have}); "
                 f"pass speechsr=SpeechSR.from_packaged({output_rate}) or output_rate=16000"
             )
-        self.backbone = backbone.eval()
-        self.speechsr = speechsr.eval() if speechsr is not None else None
+        self.backbone = use_fast_activations(backbone.eval())
+        self.speechsr = use_fast_activations(speechsr.eval()) if speechsr is not None else None
         self.denoiser = denoiser.eval() if denoiser is not None else None
         self.output_rate = output_rate
         self.scale_norm = scale_norm
+        # Without a denoiser a ratio > 0 still mixes the rows of prompts given already denoised
+        # (encoded Prompts, synthesize_from_tokens); only encoding audio needs the denoiser.
         self.denoise_ratio = self._check_ratio(
             denoise_ratio
             if denoise_ratio is not None
@@ -474,12 +476,16 @@ class _Synthesis:
             ratio = math.nan
         if not 0.0 <= ratio <= 1.0:  # NaN fails too
             raise SettingError(f"denoise_ratio must be in [0, 1], got {denoise_ratio!r}")
-        if ratio > 0 and self.denoiser is None:
-            raise SettingError(
-                "denoise_ratio > 0 needs a prompt denoiser; none is loaded, so pass denoise_ratio=0 "
-                "(or load one: denoiser=hierspeech2.load_model('denoiser'))"
-            )
         return ratio
+
+    def _check_denoiser(self, denoise_ratio: float) -> None:
+        """Refuse to encode prompt audio at ``denoise_ratio > 0`` without a denoiser to make the denoised row."""
+        if denoise_ratio > 0 and self.denoiser is None:
+            raise SettingError(
+                f"denoise_ratio={denoise_ratio} needs a prompt denoiser to denoise the voice prompt audio; "
+                "none is loaded, so pass denoise_ratio=0, load one (denoiser=hierspeech2.load_model('denoiser')), "
+                "or pass a Prompt whose second row is already denoised"
+            )
 
     @inference
     def encode_prompt(
@@ -494,6 +500,7 @@ class _Synthesis:
         Pass the result instead of the audio to many calls; it is only denoised when ``denoise_ratio > 0``.
         """
         denoise_ratio = self._check_ratio(self.denoise_ratio if denoise_ratio is None else denoise_ratio)
+        self._check_denoiser(denoise_ratio)
         prompt = check_peak(as_waveform(audio, sample_rate, "voice prompt"), "voice prompt")
         seconds = prompt.numel() / SAMPLE_RATE
         if seconds < MIN_PROMPT_SECONDS:
@@ -597,7 +604,8 @@ class VoiceConversion(_Synthesis):
         denoiser: MP-SENet prompt denoiser; with one, ``denoise_ratio`` defaults to the official 0.8.
         output_rate: 16000, or the SpeechSR's rate (default).
         noise_scale: prior noise of the backbone (0: deterministic).
-        denoise_ratio: weight of the denoised prompt's style (needs ``denoiser``).
+        denoise_ratio: weight of the denoised prompt's style (default of every call); prompt audio is
+            denoised with ``denoiser``, an encoded :class:`Prompt` brings its denoised row.
         scale_norm: "max" (peak 0.999, official), "prompt" (the prompt's peak) or "none".
         f0_extractor: F0 of the source and prompt: a name from :data:`~hierspeech2.pitch.F0_METHODS`
             ("yaapt", official and the default; "swift" or "praat", about 10× faster) or a callable
@@ -707,6 +715,8 @@ class VoiceConversion(_Synthesis):
     ) -> list[Result]:
         noise_scale = check_scale("noise_scale", self.noise_scale if noise_scale is None else noise_scale)
         denoise_ratio = self._check_ratio(self.denoise_ratio if denoise_ratio is None else denoise_ratio)
+        if not all(isinstance(item[2], Prompt) for item in items):
+            self._check_denoiser(denoise_ratio)
         prompts = _PromptCache(
             lambda audio, rate: self.encode_prompt(audio, rate, denoise_ratio), denoise_ratio, needs_f0=True
         )
@@ -875,24 +885,29 @@ class TextToSpeech(_Synthesis):
         self,
         tokens: Tensor,
         prompt_mel: Tensor,
-        noise_scale_ttv: float = 0.333,
-        noise_scale_vc: float = 0.333,
-        noise_scale_w: float = 1.0,
-        length_scale: float = 1.0,
-        denoise_ratio: float = 0.0,
+        noise_scale_ttv: float | None = None,
+        noise_scale_vc: float | None = None,
+        noise_scale_w: float | None = None,
+        length_scale: float | None = None,
+        denoise_ratio: float | None = None,
         prompt_peak: float = PEAK,
     ) -> Tensor:
-        """Token ids ``[L]``/``[1, L]`` + prompt log-mel ``[2, 80, T]`` → final waveform ``[N]`` at ``output_rate``."""
-        prompt = Prompt(mel=prompt_mel, peak=prompt_peak)
-        (audio,) = self._speak(
-            tokens.reshape(1, -1),
-            [prompt],
-            noise_scale_ttv=noise_scale_ttv,
-            noise_scale_vc=noise_scale_vc,
-            noise_scale_w=noise_scale_w,
-            length_scale=length_scale,
-            denoise_ratio=denoise_ratio,
+        """Token ids ``[L]``/``[1, L]`` + prompt log-mel ``[2, 80, T]`` → final waveform ``[N]`` at ``output_rate``.
+
+        The rows of ``prompt_mel`` are the original and the denoised prompt; their styles are mixed by
+        ``denoise_ratio`` (no denoiser needed). Settings left at None take the constructor's values, as in ``__call__``.
+        """
+        options = self._options(
+            {
+                "noise_scale_ttv": noise_scale_ttv,
+                "noise_scale_vc": noise_scale_vc,
+                "noise_scale_w": noise_scale_w,
+                "length_scale": length_scale,
+                "denoise_ratio": denoise_ratio,
+            }
         )
+        prompt = Prompt(mel=prompt_mel, peak=prompt_peak, denoised=True)
+        (audio,) = self._speak(tokens.reshape(1, -1), [prompt], **options)
         sink = MemorySink(self.scale_norm, self._peak_for(prompt))
         sink.write(audio)
         return sink.close()
@@ -902,6 +917,8 @@ class TextToSpeech(_Synthesis):
     ) -> list[Result]:
         options = self._options(settings)
         ratio = options["denoise_ratio"]
+        if not all(isinstance(item[1], Prompt) for item in items):
+            self._check_denoiser(ratio)
         prompts = _PromptCache(
             lambda audio, rate: self.encode_prompt(audio, rate, ratio), ratio, needs_f0=False
         )

@@ -23,7 +23,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -47,16 +47,27 @@ FORMATS = ("official", "native", "transformers")
 REPO_TYPES = ("model", "space", "dataset")
 MODEL_FAMILIES = ("backbone", "ttv", "speechsr", "mms", "denoiser")
 PIPELINES = {  # family → (pipeline class in hierspeech2.pipelines, role → component family)
-    "tts": ("TextToSpeech", {"ttv": "ttv", "backbone": "backbone", "speechsr": "speechsr", "denoiser": "denoiser"}),
+    "tts": (
+        "TextToSpeech",
+        {"ttv": "ttv", "backbone": "backbone", "speechsr": "speechsr", "denoiser": "denoiser"},
+    ),
     "vc": (
         "VoiceConversion",
         {"backbone": "backbone", "semantic_encoder": "mms", "speechsr": "speechsr", "denoiser": "denoiser"},
     ),
 }
 OPTIONAL_ROLES = frozenset({"denoiser"})  # a pipeline without a prompt denoiser runs with denoise_ratio 0
-_FAMILY_CLASSES = {"backbone": "HierSpeech2", "ttv": "TextToVec", "speechsr": "SpeechSR", "denoiser": "MPSENet"}
+_FAMILY_CLASSES = {
+    "backbone": "HierSpeech2",
+    "ttv": "TextToVec",
+    "speechsr": "SpeechSR",
+    "denoiser": "MPSENet",
+}
 _TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # transformers' own order of preference
 _HASH_CHUNK = 1 << 20
+# One HEAD request without retries decides whether the Hub answers before anything is downloaded:
+# huggingface_hub's own backed-off retries take about half a minute to give up on a dead network.
+HUB_PROBE_TIMEOUT_S = 5.0
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MODEL_FIELDS = {"family", "description", "license", "format", "source", "sha256", "size", "config"}
 _PIPELINE_FIELDS = {"family", "description", "license", "components"}
@@ -448,6 +459,8 @@ def _fetch(entry: Entry, revision: str | None = None, local_files_only: bool = F
     """Download (or find in the cache) and verify the files of one model entry."""
     source = entry.source
     revision = revision or source.revision
+    if entry.sha256 is not None and revision == source.revision and _entry_cached(entry, revision):
+        local_files_only = True  # the registry pins these bytes: a cached copy needs no revalidation
     kwargs = {
         "repo_type": source.repo_type,
         "revision": revision,
@@ -476,8 +489,7 @@ def _fetch(entry: Entry, revision: str | None = None, local_files_only: bool = F
     path = _hub_download(source.repo_id, source.filename, **kwargs)
     _verify(path, entry, revision)
     if entry.format == "native":
-        config_name = f"{source.filename.rpartition('/')[0]}/config.json".lstrip("/")
-        _hub_download(source.repo_id, config_name, **kwargs)
+        _hub_download(source.repo_id, _native_config_name(source.filename), **kwargs)
     return _Fetched(entry, path)
 
 
@@ -502,28 +514,161 @@ def download(
         raise ValueError(
             f"{name} is a pipeline of several checkpoints; download its components to pick revisions"
         )
+    ensure_available([name], registry=registry, revision=revision, local_files_only=local_files_only)
     return [_fetch(part, revision, local_files_only).path for part in _model_entries(entry, registry)]
 
 
 def is_cached(name: str, registry: Registry | str | os.PathLike | None = None) -> bool:
     """Whether every file of a registry entry is in the Hugging Face cache (nothing is downloaded)."""
+    return not missing_from_cache([name], registry=registry)
+
+
+def _in_cache(repo_id: str, filename: str, revision: str, repo_type: str = "model") -> bool:
     from huggingface_hub import try_to_load_from_cache
 
+    found = try_to_load_from_cache(repo_id, filename, revision=revision, repo_type=repo_type)
+    return isinstance(found, str)
+
+
+def _native_config_name(filename: str) -> str:
+    return f"{filename.rpartition('/')[0]}/config.json".lstrip("/")
+
+
+def _entry_cached(entry: Entry, revision: str | None = None) -> bool:
+    source = entry.source
+    revision = revision or source.revision
+
+    def cached(filename: str) -> bool:
+        return _in_cache(source.repo_id, filename, revision, source.repo_type)
+
+    if entry.format == "transformers":
+        return cached("config.json") and any(cached(weights) for weights in _TRANSFORMERS_WEIGHTS)
+    if entry.format == "native" and not cached(_native_config_name(source.filename)):
+        return False
+    return cached(source.filename)
+
+
+def missing_from_cache(
+    names: Sequence[str],
+    *,
+    registry: Registry | str | os.PathLike | None = None,
+    revision: str | None = None,
+) -> list[str]:
+    """The checkpoints of ``names`` (pipelines count as their components) not in the Hugging Face cache, in order."""
     registry = _registry(registry)
+    missing: list[str] = []
+    for name in names:
+        for part in _model_entries(registry[name], registry):
+            if part.name not in missing and not _entry_cached(part, revision):
+                missing.append(part.name)
+    return missing
 
-    def cached(source: Source, filename: str) -> bool:
-        found = try_to_load_from_cache(
-            source.repo_id, filename, revision=source.revision, repo_type=source.repo_type
+
+def ensure_available(
+    names: Sequence[str],
+    *,
+    registry: Registry | str | os.PathLike | None = None,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    pipeline: str | None = None,
+) -> None:
+    """Return when every checkpoint of ``names`` is cached or the Hub answers; else raise :class:`DownloadError`.
+
+    Decided in seconds, before anything is downloaded: with ``HF_HUB_OFFLINE=1``, ``local_files_only``
+    or a Hub that does not answer one HEAD request, the one-line message names every missing
+    checkpoint and the ``hierspeech2 download`` command that fetches them; a missing part that is a
+    component of ``pipeline`` (or of a pipeline in ``names``) is fetched by downloading that pipeline.
+    """
+    registry = _registry(registry)
+    missing = [registry[name] for name in missing_from_cache(names, registry=registry, revision=revision)]
+    if not missing:
+        return
+    pipelines = [name for name in (pipeline, *names) if name in registry and registry[name].is_pipeline]
+    words: list[str] = []
+    for entry in missing:
+        owner = next(
+            (name for name in pipelines if entry.name in registry[name].components.values()), entry.name
         )
-        return isinstance(found, str)
+        if owner not in words:
+            words.append(owner)
+    command = "hierspeech2 download " + " ".join(words) + (f" --revision {revision}" if revision else "")
+    sizes = [entry.size for entry in missing]
+    total = None if None in sizes else sum(sizes)
+    what = _enumerate([entry.name for entry in missing]) + (
+        "" if total is None else f" ({total / 1e6:.1f} MB)" if total < 1e7 else f" ({total / 1e6:.0f} MB)"
+    )
+    first = missing[0]
+    probe_file = "config.json" if first.format == "transformers" else first.source.filename
+    _require_downloadable(
+        what,
+        len(missing),
+        Source(first.source.repo_id, first.source.repo_type, revision or first.source.revision, probe_file),
+        command,
+        local_files_only,
+    )
 
-    def entry_cached(entry: Entry) -> bool:
-        source = entry.source
-        if entry.format == "transformers":
-            return cached(source, "config.json") and any(cached(source, w) for w in _TRANSFORMERS_WEIGHTS)
-        return cached(source, source.filename)
 
-    return all(entry_cached(part) for part in _model_entries(registry[name], registry))
+def ensure_hub_files(
+    repo_id: str,
+    filenames: Sequence[str],
+    *,
+    revision: str | None = None,
+    repo_type: str = "model",
+    local_files_only: bool = False,
+) -> None:
+    """Return when these files of a Hub repository are cached or the Hub answers; else raise :class:`DownloadError`.
+
+    As :func:`ensure_available`, for files outside the registry: the one-line message names the
+    missing files and the ``hf download`` command that fetches them.
+    """
+    resolved = revision or "main"
+    missing = [name for name in filenames if not _in_cache(repo_id, name, resolved, repo_type)]
+    if not missing:
+        return
+    source = Source(repo_id, repo_type, resolved)
+    options = (f" --repo-type {repo_type}" if repo_type != "model" else "") + (
+        f" --revision {revision}" if revision else ""
+    )
+    command = f"hf download {repo_id} {' '.join(missing)}{options}"
+    what = _enumerate([source.describe(name) for name in missing])
+    probe = Source(repo_id, repo_type, resolved, missing[0])
+    _require_downloadable(what, len(missing), probe, command, local_files_only)
+
+
+def _enumerate(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _require_downloadable(what: str, count: int, probe: Source, command: str, local_files_only: bool) -> None:
+    """Raise a one-line :class:`DownloadError` unless the Hub may be asked and answers a HEAD for ``probe``."""
+    from huggingface_hub import errors as hub_errors
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    constants = _hub_constants()
+    verb, pronoun = ("is", "it") if count == 1 else ("are", "them")
+    cache = constants.HF_HUB_CACHE
+    if constants.HF_HUB_OFFLINE:
+        raise DownloadError(
+            f"{what} {verb} not in the Hugging Face cache ({cache}) and HF_HUB_OFFLINE=1 forbids downloading "
+            f"{pronoun}: run `{command}` on a machine with network and copy its HF_HOME here, or unset HF_HUB_OFFLINE"
+        )
+    if local_files_only:
+        raise DownloadError(
+            f"{what} {verb} not in the Hugging Face cache ({cache}) and local_files_only=True: run `{command}` first"
+        )
+    url = hf_hub_url(probe.repo_id, probe.filename, repo_type=probe.repo_type, revision=probe.revision)
+    try:
+        get_hf_file_metadata(url, timeout=HUB_PROBE_TIMEOUT_S)
+    except hub_errors.HfHubHTTPError:
+        return  # the Hub answered (a missing file, a gated repo ...): the download itself says what is wrong
+    except _transport_errors() as error:
+        reason = " ".join(str(error).split()) or "no answer"
+        raise DownloadError(
+            f"cannot reach {constants.ENDPOINT} ({type(error).__name__}: {reason}) to download {what}, which "
+            f"{verb} not in the Hugging Face cache ({cache}): check the network or point HF_ENDPOINT at a reachable "
+            f"Hub mirror, or run `{command}` on a machine with network, copy its HF_HOME here and set HF_HUB_OFFLINE=1"
+        ) from error
 
 
 # -------------------------------------------------------------------------------------------- build
@@ -672,10 +817,13 @@ def _load_hf_uri(uri: str, revision: str | None, local_files_only: bool) -> nn.M
         )
     repo_id, inner = "/".join(parts[:2]), "/".join(parts[2:])
     kwargs = {"revision": revision or "main", "local_files_only": local_files_only}
-    if inner and not inner.endswith(".safetensors") and Path(inner).suffix:
-        return _build_official(_hub_download(repo_id, inner, **kwargs))
+    is_official = bool(inner) and not inner.endswith(".safetensors") and bool(Path(inner).suffix)
     folder = inner.rpartition("/")[0] if inner.endswith(".safetensors") else inner
     prefix = f"{folder}/" if folder else ""
+    files = [inner] if is_official else [f"{prefix}config.json", f"{prefix}model.safetensors"]
+    ensure_hub_files(repo_id, files, revision=revision, local_files_only=local_files_only)
+    if is_official:
+        return _build_official(_hub_download(repo_id, inner, **kwargs))
     _hub_download(repo_id, f"{prefix}config.json", **kwargs)
     weights = _hub_download(repo_id, f"{prefix}model.safetensors", **kwargs)
     return _build_native(weights.parent)
@@ -704,7 +852,9 @@ def load_model(
     built from their components, each downloaded and verified.
     """
     if isinstance(name_or_path, str) and not name_or_path.strip():
-        raise RegistryError("load_model needs a model name, a checkpoint path or hf://owner/repo; got an empty string")
+        raise RegistryError(
+            "load_model needs a model name, a checkpoint path or hf://owner/repo; got an empty string"
+        )
     if isinstance(name_or_path, str) and name_or_path.startswith(HF_SCHEME):
         return _place(_load_hf_uri(name_or_path, revision, local_files_only), device, dtype).eval()
     resolved = _registry(registry)
@@ -712,12 +862,15 @@ def load_model(
         entry = resolved[name_or_path]
         for part in _model_entries(entry, resolved):
             family_class(part.family)  # fail before downloading anything we cannot build
-        if not entry.is_pipeline:
-            return _place(_build_entry(_fetch(entry, revision, local_files_only)), device, dtype).eval()
-        if revision is not None:
+        if revision is not None and entry.is_pipeline:
             raise ValueError(
                 f"{entry.name} is a pipeline of several checkpoints; load its components to pick revisions"
             )
+        ensure_available(
+            [name_or_path], registry=resolved, revision=revision, local_files_only=local_files_only
+        )
+        if not entry.is_pipeline:
+            return _place(_build_entry(_fetch(entry, revision, local_files_only)), device, dtype).eval()
         parts = {
             role: _place(_build_entry(_fetch(resolved[name], None, local_files_only)), device, dtype).eval()
             for role, name in entry.components.items()

@@ -9,20 +9,32 @@ LightningModule / LightningDataModule works, e.g.::
     lightning fit -c recipes/ttv.yaml --ckpt_path last                     # resume
     lightning fit -c recipes/ttv.yaml --print_config                       # the fully resolved config
 
-Precision, devices, nodes and strategy are Trainer options; nothing here touches them.
+Precision, devices, nodes and strategy are Trainer options; the one thing done here is to make a
+GAN task's DDP look for unused parameters (``ddp`` becomes ``ddp_find_unused_parameters_true``).
+``--threads N`` sets torch's CPU threads of the run (default: torch's, which follows
+``OMP_NUM_THREADS``; DataLoader workers use one each, as PyTorch sets them).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.cli import LightningCLI
+import torch
+from jsonargparse.typing import PositiveInt
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.strategies import DDPStrategy
 
 from .errors import HierSpeechError
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# Each DDP strategy name and its registered twin that looks for unused parameters, which GAN
+# tasks need: each of their two updates leaves the other network without gradients.
+FIND_UNUSED_PARAMETERS = {
+    name: f"{name}_find_unused_parameters_true" for name in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+}
 
 
 class HierSpeechCLI(LightningCLI):
@@ -39,6 +51,43 @@ class HierSpeechCLI(LightningCLI):
             args=list(args) if args is not None else None,
             run=run,
             auto_configure_optimizers=False,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--threads",
+            type=PositiveInt | None,
+            default=None,
+            help="torch CPU threads of this run (default: torch's, which follows OMP_NUM_THREADS)",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        # Before the model and data are built. Strategy "ddp" re-runs this command line per rank, so
+        # each rank sets it too; "ddp_spawn" children start with torch's default (OMP_NUM_THREADS).
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("threads") is not None:
+            torch.set_num_threads(config["threads"])
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """The Trainer, with a GAN task's DDP strategy (named, or chosen by ``auto``) finding unused parameters."""
+        from .tasks.base import GANTask
+
+        if not isinstance(self.model, GANTask) or "strategy" in kwargs:
+            return super().instantiate_trainer(**kwargs)
+        prefix = "" if self.subcommand is None else f"{self.subcommand}."
+        strategy = self.config_init.get(f"{prefix}trainer.strategy", "auto")
+        if isinstance(strategy, str) and strategy in FIND_UNUSED_PARAMETERS:
+            return super().instantiate_trainer(strategy=FIND_UNUSED_PARAMETERS[strategy], **kwargs)
+        if strategy != "auto":  # a strategy object, or a name that says what to do: used as given
+            return super().instantiate_trainer(**kwargs)
+        callbacks = list(self.config_init.get(f"{prefix}trainer.callbacks") or [])
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy) is not DDPStrategy:
+            return trainer
+        # "auto" chose plain DDP (several devices or nodes): build the Trainer again with its twin
+        # (from the recipe's callbacks: building a Trainer appends the CLI's own to that list)
+        return super().instantiate_trainer(
+            strategy=FIND_UNUSED_PARAMETERS["ddp"], callbacks=callbacks, **kwargs
         )
 
     def instantiate_classes(self) -> None:

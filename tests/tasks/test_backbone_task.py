@@ -30,6 +30,7 @@ from hierspeech2.models.backbone_training import training_forward
 from hierspeech2.nn.discriminators import MultiDiscriminator
 from hierspeech2.nn.functional import slice_segments
 from hierspeech2.tasks.backbone import HierSpeech2Task
+from hierspeech2.tasks.base import OptimizerConfig
 from hierspeech2.tasks.export import export
 from hierspeech2.training_cli import HierSpeechCLI, main
 
@@ -135,7 +136,7 @@ def tiny_task(encoder=None, model: HierSpeech2 | None = None, **kwargs) -> HierS
     options = {
         "semantic_encoder": encoder if encoder is not None else tiny_semantic_encoder(),
         "perturbation": Perturbation(seed=0),
-        "learning_rate": 2e-3,
+        "optimizer": OptimizerConfig(learning_rate=2e-3),
         "window_frames": 16,
     } | kwargs
     model = model if model is not None else HierSpeech2(**TINY)
@@ -302,7 +303,7 @@ def test_one_batch_overfit(encoder) -> None:
     task = tiny_task(
         encoder,
         uncond_probability=0.0,
-        learning_rate=1e-2,
+        optimizer=OptimizerConfig(learning_rate=1e-2),
         window_frames=16,
         adversarial_weight=0.0,
         feature_matching_weight=0.0,
@@ -528,9 +529,9 @@ def test_print_config_resolves_the_backbone_recipes(capsys) -> None:
         assert config["model"]["class_path"] == "hierspeech2.tasks.backbone.HierSpeech2Task"
         assert config["data"]["class_path"] == "hierspeech2.data.datamodules.BackboneDataModule"
     full = yaml.safe_load((RECIPES / "hierspeech2.yaml").read_text())["model"]["init_args"]
-    assert (full["learning_rate"], full["betas"], full["eps"], full["weight_decay"], full["lr_decay"]) == (
-        1e-4, [0.8, 0.99], 1e-9, 0.01, 0.999,
-    )  # fmt: skip
+    assert full["optimizer"] == {
+        "learning_rate": 1e-4, "betas": [0.8, 0.99], "eps": 1e-9, "weight_decay": 0.01, "lr_decay": 0.999,
+    }  # fmt: skip
     assert (full["mel_weight"], full["kl_weight"], full["bidirectional_kl_weight"], full["f0_weight"]) == (
         45,
         1,

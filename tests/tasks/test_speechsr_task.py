@@ -11,7 +11,7 @@ from tiny_training import LossHistory, tiny_speechsr_data, tiny_speechsr_task, t
 from hierspeech2.errors import CheckpointError
 from hierspeech2.nn.discriminators import RESOLUTIONS, RESOLUTIONS_48K, ComplexSTFTDiscriminator
 from hierspeech2.tasks import SpeechSRTask
-from hierspeech2.tasks.base import gradient_norm
+from hierspeech2.tasks.base import OptimizerConfig, gradient_norm
 from hierspeech2.tasks.speechsr import MEL_SETTINGS, default_discriminator, default_mel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -37,7 +37,7 @@ def test_defaults_follow_the_official_configs() -> None:
 
 def test_one_step_updates_both_networks_and_epochs_decay_the_rate() -> None:
     torch.manual_seed(0)
-    task = tiny_speechsr_task(lr_decay=0.5)
+    task = tiny_speechsr_task(optimizer=OptimizerConfig(learning_rate=1e-3, lr_decay=0.5))
     generator = [p.detach().clone() for p in task.model.parameters()]
     discriminator = [p.detach().clone() for p in task.discriminator.parameters()]
     run = trainer(max_epochs=2, limit_train_batches=1)

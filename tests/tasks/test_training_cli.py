@@ -55,6 +55,7 @@ def test_fit_tiny_ttv_recipe_then_export_and_load(tmp_path, caches) -> None:
         "fit", "-c", str(RECIPES / "tiny" / "ttv.yaml"),
         "--data.init_args.data_dir", caches["ttv"], "--model.init_args.model.init_args.semantic_channels", "32",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+        "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.logger.init_args.name", "lightning_logs",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoints = sorted(tmp_path.glob("lightning_logs/version_0/checkpoints/*.ckpt"))
@@ -127,7 +128,7 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, caches) -> N
         "--data.init_args.data_dir", caches["sr24k"],
         "--trainer.default_root_dir", str(tmp_path), "--trainer.max_steps", "4",
         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
-        "--trainer.check_val_every_n_epoch", "100",
+        "--trainer.check_val_every_n_epoch", "100", "--trainer.logger", "false",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]

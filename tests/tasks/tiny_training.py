@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -11,6 +13,7 @@ from hierspeech2.audio import LogMelSpectrogram
 from hierspeech2.models import SpeechSR, TextToVec
 from hierspeech2.nn.discriminators import MultiDiscriminator
 from hierspeech2.tasks import SpeechSRTask, TTVTask
+from hierspeech2.tasks.base import SPEECHSR48K_OPTIMIZER, TTV_OPTIMIZER
 from hierspeech2.tasks.synthetic import SyntheticSpeechSRDataModule, SyntheticTTVDataModule
 
 TINY_TTV = TTV_UNIT
@@ -37,7 +40,10 @@ TINY_MEL_48K = {
 
 
 def tiny_ttv_task(**kwargs) -> TTVTask:
-    options = {"learning_rate": 2e-3, "pitch_window": 8} | kwargs
+    options = {
+        "optimizer": dataclasses.replace(TTV_OPTIMIZER, learning_rate=2e-3),
+        "pitch_window": 8,
+    } | kwargs
     return TTVTask(TextToVec(**TINY_TTV), **options)
 
 
@@ -54,7 +60,7 @@ def tiny_ttv_data(**kwargs) -> SyntheticTTVDataModule:
 
 
 def tiny_speechsr_task(**kwargs) -> SpeechSRTask:
-    options = {"learning_rate": 1e-3} | kwargs
+    options = {"optimizer": dataclasses.replace(SPEECHSR48K_OPTIMIZER, learning_rate=1e-3)} | kwargs
     return SpeechSRTask(
         SpeechSR(**TINY_SR),
         MultiDiscriminator(**TINY_DISCRIMINATOR),

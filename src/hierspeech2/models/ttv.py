@@ -386,12 +386,9 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
                 f"got {tuple(prompt_mel_lengths.shape)}"
             )
         lengths = prompt_mel_lengths.clamp(1, prompt_mel.shape[-1])
-        style = prompt_mel.new_empty(rows, self.style_channels)
-        # The style encoder's gated convolutions see padded frames; encoding each length
-        # group trimmed keeps a padded prompt's style equal to the prompt's alone.
-        for index, length in _equal_length_groups(lengths):
-            mel = prompt_mel[index, :, :length]
-            style[index] = self.style_encoder(mel, mel.new_ones(mel.shape[0], 1, length))
+        # The style encoder masks after every block and pools over valid frames only, so a
+        # padded row's style equals its prompt's alone (tests/nn/test_style.py).
+        style = self.style_encoder(prompt_mel, length_mask(lengths, prompt_mel.shape[-1], dtype=prompt_mel.dtype))
         if rows == 2 * batch_size:
             original, denoised = rearrange(style, "(b two) s -> two b s", two=2)
             style = (1 - denoise_ratio) * original + denoise_ratio * denoised

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from .backbone import HierSpeech2Task
-from .base import GANTask, TrainingTask
+from .base import GANTask, OptimizerConfig, TrainingTask
 from .export import export
 from .speechsr import SpeechSRTask
 from .ttv import TTVTask
 
-__all__ = ["GANTask", "HierSpeech2Task", "SpeechSRTask", "TTVTask", "TrainingTask", "export"]
+__all__ = [
+    "GANTask",
+    "HierSpeech2Task",
+    "OptimizerConfig",
+    "SpeechSRTask",
+    "TTVTask",
+    "TrainingTask",
+    "export",
+]

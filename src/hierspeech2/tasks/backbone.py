@@ -41,7 +41,7 @@ from ..models.backbone_training import (
 )
 from ..nn.discriminators import MultiDiscriminator
 from ..nn.losses import GaussianKLLoss, MaskedL1Loss, MelL1Loss
-from .base import MAX_NONFINITE_STEPS, GANTask, check_loss_weights
+from .base import HIERSPEECH2_OPTIMIZER, MAX_NONFINITE_STEPS, GANTask, OptimizerConfig, check_loss_weights
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +96,7 @@ class HierSpeech2Task(GANTask):
         semantic_encoder: str | nn.Module | None = MMS_ENTRY,
         semantic_layer: int = SEMANTIC_LAYER,
         perturbation: Perturbation | None = None,
-        learning_rate: float = 1e-4,
-        betas: tuple[float, float] = (0.8, 0.99),
-        eps: float = 1e-9,
-        weight_decay: float = 0.01,
-        lr_decay: float = 0.999,
+        optimizer: OptimizerConfig = HIERSPEECH2_OPTIMIZER,
         mel_weight: float = 45.0,
         kl_weight: float = 1.0,
         bidirectional_kl_weight: float = 0.5,
@@ -141,11 +137,7 @@ class HierSpeech2Task(GANTask):
         super().__init__(
             model,
             discriminator if discriminator is not None else MultiDiscriminator(),
-            learning_rate=learning_rate,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            lr_decay=lr_decay,
+            optimizer=optimizer,
             adversarial_weight=adversarial_weight,
             feature_matching_weight=feature_matching_weight,
             grad_clip=grad_clip,

@@ -8,23 +8,26 @@ SpeechSR and backbone tasks reuse.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
 import math
 import pickle
+import random
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import official_to_native
-from ..errors import CheckpointError, NonFiniteLossError
+from ..errors import CheckpointError, NonFiniteLossError, SettingError
 from ..nn.losses import FeatureMatchingLoss, LeastSquaresGANLoss
 
 logger = logging.getLogger(__name__)
@@ -33,25 +36,68 @@ EXPORT_KEY = "hierspeech2_export"  # where a Lightning checkpoint records how to
 MODEL_PREFIX = "model."
 RNG_KEY = "hierspeech2_rng_states"
 MAX_NONFINITE_STEPS = 10  # consecutive skipped steps before training stops
+# LightningCLI marks the hyper-parameters it hands a module (its parsed config) with this key, which
+# load_from_checkpoint reads back; a module built in Python has no such key.
+CLI_INSTANTIATOR_KEY = "_instantiator"
 
 
-def check_optimizer_settings(
-    learning_rate: float, betas: tuple[float, float], eps: float, weight_decay: float, lr_decay: float
-) -> None:
-    """Refuse AdamW / decay settings that would only fail (or silently diverge) once training starts."""
-    problems = []
-    if not (math.isfinite(learning_rate) and learning_rate > 0):
-        problems.append(f"learning_rate must be > 0, got {learning_rate}")
-    if len(betas) != 2 or not all(math.isfinite(b) and 0 <= b < 1 for b in betas):
-        problems.append(f"betas must be two numbers in [0, 1), got {tuple(betas)}")
-    if not (math.isfinite(eps) and eps >= 0):
-        problems.append(f"eps must be >= 0, got {eps}")
-    if not (math.isfinite(weight_decay) and weight_decay >= 0):
-        problems.append(f"weight_decay must be >= 0, got {weight_decay}")
-    if not (math.isfinite(lr_decay) and 0 < lr_decay <= 1):
-        problems.append(f"lr_decay must be in (0, 1] (the per-epoch factor, e.g. 0.999), got {lr_decay}")
-    if problems:
-        raise ValueError("invalid optimizer settings: " + "; ".join(problems))
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW and its per-epoch ``lr · lr_decay^epoch`` schedule; defaults: the official backbone config.
+
+    Every official config ("hierspeechpp_eng_kor", ``ttv_v1``, ``speechsr24k``/``48k``) trains with
+    these betas, eps and weight decay (AdamW's default, which the official trainers keep);
+    TextToVec uses learning rate 2e-4 and SpeechSR-48k decay 0.995 (:data:`TTV_OPTIMIZER`,
+    :data:`SPEECHSR48K_OPTIMIZER`). A GAN task builds one optimizer per network from it.
+
+    Args:
+        learning_rate, betas, eps, weight_decay: AdamW's.
+        lr_decay: the factor the learning rate is multiplied by after every epoch (ExponentialLR's gamma).
+    """
+
+    learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    eps: float = 1e-9
+    weight_decay: float = 0.01
+    lr_decay: float = 0.999
+
+    def __post_init__(self) -> None:
+        # Refuse settings that would only fail (or silently diverge) once training starts.
+        object.__setattr__(self, "betas", tuple(self.betas))
+        problems = []
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if len(self.betas) != 2 or not all(math.isfinite(b) and 0 <= b < 1 for b in self.betas):
+            problems.append(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if not (math.isfinite(self.eps) and self.eps >= 0):
+            problems.append(f"eps must be >= 0, got {self.eps}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
+            problems.append(
+                f"lr_decay must be in (0, 1] (the per-epoch factor, e.g. 0.999), got {self.lr_decay}"
+            )
+        if problems:
+            raise ValueError("invalid optimizer settings: " + "; ".join(problems))
+
+    @classmethod
+    def coerce(cls, value: OptimizerConfig | Mapping[str, Any]) -> OptimizerConfig:
+        """``value`` itself, or the config a mapping describes (as a checkpoint's hyper-parameters hold it)."""
+        return value if isinstance(value, cls) else cls(**value)
+
+    def build(
+        self, parameters: Iterable[nn.Parameter]
+    ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.ExponentialLR]:
+        """AdamW over ``parameters`` and its exponential decay (to be stepped once per epoch)."""
+        optimizer = torch.optim.AdamW(
+            parameters, lr=self.learning_rate, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay
+        )
+        return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
+
+
+HIERSPEECH2_OPTIMIZER = OptimizerConfig()  # hierspeechpp_eng_kor config (speechsr24k's is the same)
+TTV_OPTIMIZER = OptimizerConfig(learning_rate=2e-4)  # ttv_v1/config.json
+SPEECHSR48K_OPTIMIZER = OptimizerConfig(lr_decay=0.995)  # speechsr48k/config.json
 
 
 def check_loss_weights(**weights: float) -> None:
@@ -69,21 +115,6 @@ def check_loss_weights(**weights: float) -> None:
         raise ValueError(f"loss weights must be finite numbers >= 0 (0 turns a term off), got {details}")
 
 
-def exponential_decay_adamw(
-    parameters: Iterable[nn.Parameter],
-    learning_rate: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    lr_decay: float,
-) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.ExponentialLR]:
-    """AdamW and the per-epoch ``lr · lr_decay^epoch`` schedule of every official config."""
-    optimizer = torch.optim.AdamW(
-        parameters, lr=learning_rate, betas=betas, eps=eps, weight_decay=weight_decay
-    )
-    return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
-
-
 def trainable(module: nn.Module) -> list[nn.Parameter]:
     """Parameters that require gradients (frozen parts stay out of the optimizer)."""
     return [parameter for parameter in module.parameters() if parameter.requires_grad]
@@ -97,17 +128,54 @@ def gradient_norm(parameters: Iterable[nn.Parameter]) -> Tensor:
     return torch.stack(norms).norm()
 
 
-def _given_hyperparameters_context_active() -> bool:
-    """True while the LightningCLI instantiates a module with its parsed config as hyper-parameters."""
-    try:
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-    except ImportError:  # a Lightning without the mechanism: behave as outside the CLI
-        return False
-    return _given_hyperparameters.get() is not None
-
-
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
+
+
+def _device_rng(device: torch.device) -> Any:
+    """The generator API of ``device``'s type (``torch.cuda``, ``torch.mps``, ``torch.xpu``); None for the CPU."""
+    if device.type == "cpu":
+        return None
+    module = getattr(torch, device.type, None)
+    return module if hasattr(module, "get_rng_state") and hasattr(module, "set_rng_state") else None
+
+
+def collect_rng_states(device: torch.device) -> dict[str, Any]:
+    """The global generators a training step draws noise from: torch's CPU one, Python's, ``device``'s.
+
+    Only states that ``torch.load(weights_only=True)`` reads back (numpy's is an ndarray, and no
+    training step draws from it).
+    """
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    module = _device_rng(device)
+    if module is not None:
+        states[f"torch.{device.type}"] = module.get_rng_state(device)
+    return states
+
+
+def restore_rng_states(states: Mapping[str, Any], device: torch.device) -> None:
+    """Set the generators :func:`collect_rng_states` recorded (a device state only on that device type)."""
+    torch.set_rng_state(states["torch"])
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
+    device_state = states.get(f"torch.{device.type}")
+    module = _device_rng(device)
+    if module is None or device_state is None:
+        return
+    if isinstance(device_state, (list, tuple)):  # Lightning's layout, one state per visible device
+        device_state = device_state[device.index or 0]
+    module.set_rng_state(device_state, device)
+
+
+def require_unused_parameter_detection(wrapped: nn.Module | None) -> None:
+    """Refuse a DDP wrapper that ignores unused parameters (each GAN update leaves a network without gradients)."""
+    if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
+        raise SettingError(
+            "GAN tasks need DDP to look for unused parameters (each of the two updates leaves the other "
+            "network without gradients): use --trainer.strategy ddp_find_unused_parameters_true, or "
+            "Trainer(strategy=DDPStrategy(find_unused_parameters=True)) (the lightning command turns "
+            "plain ddp into it for GAN tasks)"
+        )
 
 
 def spectrogram_image(spec: Tensor) -> Tensor:
@@ -156,11 +224,22 @@ class TrainingTask(pl.LightningModule):
         Under the LightningCLI the hyper-parameters are the parsed config, where submodules are
         ``class_path`` dicts: they are kept, so ``load_from_checkpoint`` rebuilds the task. A task
         built in Python receives module objects, which the checkpoint's state dict already holds.
+        Dataclass settings (:class:`OptimizerConfig`) are kept as plain dicts, as the CLI's config
+        holds them, so checkpoints load with ``torch.load(weights_only=True)``.
         """
         frame = inspect.currentframe()
         caller = frame.f_back if frame is not None else None
-        ignore = [] if _given_hyperparameters_context_active() else list(submodules)
-        self.save_hyperparameters(ignore=ignore, frame=caller)
+        self.save_hyperparameters(ignore=list(submodules), frame=caller)
+        if CLI_INSTANTIATOR_KEY in self.hparams:
+            # the CLI's config: read again without dropping the submodules' class_path dicts
+            self.save_hyperparameters(frame=caller)
+        settings = {
+            name: _jsonable(dataclasses.asdict(value))
+            for name, value in self.hparams.items()
+            if dataclasses.is_dataclass(value) and not isinstance(value, type)
+        }
+        if settings:
+            self.save_hyperparameters(settings)
 
     def load_model_weights(self, name_or_path: str) -> None:
         """Copy the weights of a released or exported model into ``self.model`` (strict)."""
@@ -223,9 +302,7 @@ class TrainingTask(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The training steps draw noise from the global generators (posterior samples,
         # windows, duration noise): restoring them makes a resumed run continue exactly.
-        states = _collect_rng_states()
-        states.pop("numpy", None)  # numpy's state is an ndarray, which weights_only loading refuses
-        checkpoint[RNG_KEY] = states
+        checkpoint[RNG_KEY] = collect_rng_states(self._rng_device())
         config = getattr(self.model, "_hub_mixin_config", None)
         if config is None:
             return
@@ -240,12 +317,17 @@ class TrainingTask(pl.LightningModule):
         if states is None:
             return
         try:
-            _set_rng_states(states)
+            restore_rng_states(states, self._rng_device())
         except (RuntimeError, ValueError, IndexError) as error:
             # e.g. a GPU run resumed with another number of devices
             logger.warning(
                 "could not restore the random generators from the checkpoint (%s); resuming anyway", error
             )
+
+    def _rng_device(self) -> torch.device:
+        # the Trainer's device: a checkpoint is restored before the strategy moves the module there
+        trainer = self._trainer
+        return trainer.strategy.root_device if trainer is not None else self.device
 
     # ---- logging ------------------------------------------------------------------------
 
@@ -282,8 +364,8 @@ class GANTask(TrainingTask):
     Args:
         model: the generator (the exported model).
         discriminator: e.g. :class:`~hierspeech2.nn.discriminators.MultiDiscriminator`.
-        learning_rate, betas, eps, weight_decay, lr_decay: AdamW and its per-epoch decay,
-            the same for both optimizers (as the official configs).
+        optimizer: AdamW and its per-epoch decay, one optimizer per network with the same
+            settings (as the official configs).
         adversarial_weight, feature_matching_weight: weights of the generator's GAN terms.
         grad_clip: clip each optimizer's gradients to this global norm (None = no clipping,
             as the official trainers, which only measure the norm).
@@ -297,11 +379,7 @@ class GANTask(TrainingTask):
         self,
         model: nn.Module,
         discriminator: nn.Module,
-        learning_rate: float = 1e-4,
-        betas: tuple[float, float] = (0.8, 0.99),
-        eps: float = 1e-9,
-        weight_decay: float = 0.01,
-        lr_decay: float = 0.999,
+        optimizer: OptimizerConfig = HIERSPEECH2_OPTIMIZER,
         adversarial_weight: float = 1.0,
         feature_matching_weight: float = 1.0,
         grad_clip: float | None = None,
@@ -310,7 +388,7 @@ class GANTask(TrainingTask):
         log_examples: int = 2,
         max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
     ) -> None:
-        check_optimizer_settings(learning_rate, betas, eps, weight_decay, lr_decay)
+        optimizer = OptimizerConfig.coerce(optimizer)
         check_loss_weights(
             adversarial_weight=adversarial_weight, feature_matching_weight=feature_matching_weight
         )
@@ -321,11 +399,7 @@ class GANTask(TrainingTask):
         )
         self.automatic_optimization = False
         self.discriminator = discriminator
-        self.learning_rate = learning_rate
-        self.betas = tuple(betas)
-        self.eps = eps
-        self.weight_decay = weight_decay
-        self.lr_decay = lr_decay
+        self.optimizer_config = optimizer
         self.adversarial_weight = adversarial_weight
         self.feature_matching_weight = feature_matching_weight
         self.grad_clip = grad_clip
@@ -361,41 +435,15 @@ class GANTask(TrainingTask):
                 f"discriminator (periods/resolutions must be the same): {error}"
             ) from error
 
-    def setup(self, stage: str) -> None:
+    def on_fit_start(self) -> None:
         # Each of the two backward passes leaves the other network without gradients, which
-        # DDP's reducer only accepts when it looks for unused parameters; plain `ddp` would
-        # fail on the first step, so the task asks for it (the strategy is not yet wrapped here).
-        from lightning.pytorch.strategies import DDPStrategy
-
-        strategy = self.trainer.strategy
-        if isinstance(strategy, DDPStrategy):
-            ddp_kwargs = getattr(strategy, "_ddp_kwargs", None)
-            if ddp_kwargs is None:
-                raise RuntimeError(
-                    "GAN tasks need DDP to detect unused parameters: use "
-                    "--trainer.strategy ddp_find_unused_parameters_true"
-                )
-            if not ddp_kwargs.get("find_unused_parameters", False):
-                logger.info("GAN training under DDP: enabling find_unused_parameters")
-                ddp_kwargs["find_unused_parameters"] = True
+        # DDP's reducer only accepts when it looks for unused parameters; plain `ddp` fails
+        # once training starts. The strategy has wrapped the module by now.
+        require_unused_parameter_detection(self.trainer.strategy.model)
 
     def configure_optimizers(self) -> Any:
-        opt_g, sched_g = exponential_decay_adamw(
-            trainable(self.model),
-            self.learning_rate,
-            self.betas,
-            self.eps,
-            self.weight_decay,
-            self.lr_decay,
-        )
-        opt_d, sched_d = exponential_decay_adamw(
-            trainable(self.discriminator),
-            self.learning_rate,
-            self.betas,
-            self.eps,
-            self.weight_decay,
-            self.lr_decay,
-        )
+        opt_g, sched_g = self.optimizer_config.build(trainable(self.model))
+        opt_d, sched_d = self.optimizer_config.build(trainable(self.discriminator))
         return [opt_g, opt_d], [sched_g, sched_d]
 
     # ---- what a subclass provides ----------------------------------------------------------

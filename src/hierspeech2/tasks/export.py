@@ -3,7 +3,8 @@
 The task's ``on_save_checkpoint`` records the trained model's class and constructor config;
 export rebuilds that model, loads its weights strictly and writes ``config.json`` +
 ``model.safetensors`` with ``save_pretrained``, which ``hierspeech2.load_model(OUT_DIR)``
-reads. Works on a finished run and on any intermediate (``last.ckpt``) one.
+reads, and a model card naming the checkpoint, its global step and epoch. Works on a finished
+run and on any intermediate (``last.ckpt``) one.
 """
 
 from __future__ import annotations
@@ -35,11 +36,33 @@ def _model_class(name: str) -> type[nn.Module]:
     return cls
 
 
+def _is_torch_file(path: Path) -> bool:
+    """Whether ``path`` looks like a ``torch.save`` file: a zip archive, or a legacy pickle (protocol 2+)."""
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    return magic == b"PK\x03\x04" or magic[:1] == b"\x80"
+
+
+def lightning_card_source(checkpoint_path: Path, checkpoint: dict) -> str:
+    """The model card's provenance line: the Lightning checkpoint and how far its run had got."""
+    # Lightning's global_step counts optimizer steps: two per batch for the GAN tasks (Lightning #17958)
+    step, epoch = checkpoint.get("global_step", "unknown"), checkpoint.get("epoch", "unknown")
+    return (
+        f"Exported with `hierspeech2 export` from the Lightning checkpoint `{checkpoint_path}` "
+        f"(global step {step}, epoch {epoch})."
+    )
+
+
 def export(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Write the model trained in ``checkpoint_path`` (a Lightning ``.ckpt``) to ``out_dir`` in the native format."""
     checkpoint_path, out_dir = Path(checkpoint_path), Path(out_dir)
     if not checkpoint_path.is_file():
         raise CheckpointError(f"training checkpoint not found: {checkpoint_path}")
+    if not _is_torch_file(checkpoint_path):
+        raise CheckpointError(
+            f"{checkpoint_path} is not a Lightning checkpoint (torch.save writes a zip archive); pass the .ckpt "
+            "that `hierspeech2 fit` saved, e.g. lightning_logs/version_0/checkpoints/last.ckpt"
+        )
     try:
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a foreign or corrupt file
@@ -62,7 +85,9 @@ def export(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
         raise CheckpointError(
             f"the weights in {checkpoint_path} do not fit {cls.__name__}: {error}"
         ) from error
-    model.save_pretrained(out_dir)
+    model.save_pretrained(
+        out_dir, model_card_kwargs={"source": lightning_card_source(checkpoint_path, checkpoint)}
+    )
     logger.info("exported %s to %s", cls.__name__, out_dir)
     return out_dir
 
@@ -79,9 +104,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "out_dir", type=Path, help="folder to write; load it with hierspeech2.load_model(out_dir)"
     )
+    from ..cli import add_threads_option, torch_threads
+
+    add_threads_option(parser)
     args = parser.parse_args(argv)
     try:
-        export(args.checkpoint, args.out_dir)
+        with torch_threads(args.threads):
+            export(args.checkpoint, args.out_dir)
     except HierSpeechError as error:  # unreadable checkpoint, or an output folder that cannot be written
         parser.exit(1, f"hierspeech2 export: error: {error}\n")
 

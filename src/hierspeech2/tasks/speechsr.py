@@ -18,7 +18,7 @@ from ..data.batch import SpeechSRBatch, length_mask
 from ..models.speechsr import SpeechSR
 from ..nn.discriminators import RESOLUTIONS, RESOLUTIONS_48K, MultiDiscriminator
 from ..nn.losses import MelL1Loss
-from .base import MAX_NONFINITE_STEPS, GANTask, check_loss_weights
+from .base import MAX_NONFINITE_STEPS, SPEECHSR48K_OPTIMIZER, GANTask, OptimizerConfig, check_loss_weights
 
 # The mel settings of the official SpeechSR configs, by output rate.
 MEL_SETTINGS = {
@@ -64,6 +64,7 @@ class SpeechSRTask(GANTask):
         discriminator: default per output rate (see :func:`default_discriminator`).
         mel: log-mel extractor at the output rate for the L1 loss; default per rate
             (see :data:`MEL_SETTINGS`).
+        optimizer: AdamW and its per-epoch decay; default the 48 kHz config's (decay 0.995; 24 kHz: 0.999).
         mel_weight: ``c_mel`` of the official configs.
         Other arguments: see :class:`~hierspeech2.tasks.base.GANTask`.
     """
@@ -73,11 +74,7 @@ class SpeechSRTask(GANTask):
         model: SpeechSR | None = None,
         discriminator: MultiDiscriminator | None = None,
         mel: LogMelSpectrogram | None = None,
-        learning_rate: float = 1e-4,
-        betas: tuple[float, float] = (0.8, 0.99),
-        eps: float = 1e-9,
-        weight_decay: float = 0.01,
-        lr_decay: float = 0.995,
+        optimizer: OptimizerConfig = SPEECHSR48K_OPTIMIZER,
         mel_weight: float = 45.0,
         adversarial_weight: float = 1.0,
         feature_matching_weight: float = 1.0,
@@ -92,11 +89,7 @@ class SpeechSRTask(GANTask):
         super().__init__(
             model,
             discriminator if discriminator is not None else default_discriminator(model.output_rate),
-            learning_rate=learning_rate,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            lr_decay=lr_decay,
+            optimizer=optimizer,
             adversarial_weight=adversarial_weight,
             feature_matching_weight=feature_matching_weight,
             grad_clip=grad_clip,

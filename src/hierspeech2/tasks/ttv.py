@@ -25,10 +25,10 @@ from ..nn.functional import length_mask, slice_segments
 from ..nn.losses import GaussianKLLoss, MaskedL1Loss
 from .base import (
     MAX_NONFINITE_STEPS,
+    TTV_OPTIMIZER,
+    OptimizerConfig,
     TrainingTask,
     check_loss_weights,
-    check_optimizer_settings,
-    exponential_decay_adamw,
     gradient_norm,
     trainable,
 )
@@ -41,8 +41,8 @@ class TTVTask(TrainingTask):
 
     Args:
         model: default the released "ttv_libritts_v1" configuration.
-        learning_rate, betas, eps, weight_decay, lr_decay: AdamW and its per-epoch decay
-            (official: 2e-4, (0.8, 0.99), 1e-9, AdamW's default 0.01, 0.999).
+        optimizer: AdamW and its per-epoch decay (official: 2e-4, (0.8, 0.99), 1e-9, AdamW's
+            default 0.01, 0.999).
         semantic_weight, kl_weight, f0_weight, duration_weight, ctc_weight: loss weights.
         pitch_window: semantic frames the pitch predictor is trained on per utterance.
         masked_losses: average L1 terms over valid frames only (False: the official averages,
@@ -54,11 +54,7 @@ class TTVTask(TrainingTask):
     def __init__(
         self,
         model: TextToVec | None = None,
-        learning_rate: float = 2e-4,
-        betas: tuple[float, float] = (0.8, 0.99),
-        eps: float = 1e-9,
-        weight_decay: float = 0.01,
-        lr_decay: float = 0.999,
+        optimizer: OptimizerConfig = TTV_OPTIMIZER,
         semantic_weight: float = 10.0,
         kl_weight: float = 0.1,
         f0_weight: float = 1.0,
@@ -70,7 +66,7 @@ class TTVTask(TrainingTask):
         log_examples: int = 2,
         max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
     ) -> None:
-        check_optimizer_settings(learning_rate, betas, eps, weight_decay, lr_decay)
+        optimizer = OptimizerConfig.coerce(optimizer)
         check_loss_weights(
             semantic_weight=semantic_weight,
             kl_weight=kl_weight,
@@ -94,15 +90,13 @@ class TTVTask(TrainingTask):
             "duration": duration_weight,
             "ctc": ctc_weight,
         }
+        self.optimizer_config = optimizer
         self.pitch_window = pitch_window
         self.l1 = MaskedL1Loss(masked=masked_losses)
         self.kl = GaussianKLLoss()
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer, scheduler = exponential_decay_adamw(
-            trainable(self.model), hp.learning_rate, tuple(hp.betas), hp.eps, hp.weight_decay, hp.lr_decay
-        )
+        optimizer, scheduler = self.optimizer_config.build(trainable(self.model))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def forward(self, batch: TTVBatch) -> TextToVecTrainingOutput:
