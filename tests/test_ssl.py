@@ -1,9 +1,12 @@
+import time
+
 import pytest
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from hierspeech2.errors import AudioError
-from hierspeech2.ssl import SemanticEncoder
+from hierspeech2.registry import DownloadError
+from hierspeech2.ssl import RandomSemanticEncoder, SemanticEncoder
 
 
 def tiny_config(stable: bool = True) -> Wav2Vec2Config:
@@ -42,7 +45,9 @@ def test_truncated_encoder_equals_full_model_hidden_state(stable: bool) -> None:
     full = Wav2Vec2Model(tiny_config(stable)).eval()
     randomise_layer_norms(full)
     layer = 7
-    truncated_model = Wav2Vec2Model(Wav2Vec2Config.from_dict({**full.config.to_dict(), "num_hidden_layers": layer}))
+    truncated_model = Wav2Vec2Model(
+        Wav2Vec2Config.from_dict({**full.config.to_dict(), "num_hidden_layers": layer})
+    )
     missing, unexpected = truncated_model.load_state_dict(full.state_dict(), strict=False)
     assert not missing
     assert all(key.startswith("encoder.layers.") for key in unexpected)
@@ -82,3 +87,77 @@ def test_rejects_bad_shapes_and_layers() -> None:
         encoder(torch.randn(2, 2, 100))
     with pytest.raises(ValueError, match="layer must be"):
         SemanticEncoder(Wav2Vec2Model(tiny_config()), layer=11)
+
+
+# ------------------------------------------------------------------ the tiny recipes' random encoder
+
+
+def test_random_encoder_is_the_same_for_a_seed_and_leaves_the_global_random_state() -> None:
+    state = torch.random.get_rng_state()
+    first, again, other = (
+        RandomSemanticEncoder(seed=0),
+        RandomSemanticEncoder(seed=0),
+        RandomSemanticEncoder(seed=1),
+    )
+    assert torch.equal(torch.random.get_rng_state(), state)
+    weights = first.state_dict()
+    assert weights.keys() == again.state_dict().keys()
+    assert all(torch.equal(value, again.state_dict()[key]) for key, value in weights.items())
+    assert not torch.equal(weights["model.encoder.layers.1.attention.q_proj.weight"],
+                           other.state_dict()["model.encoder.layers.1.attention.q_proj.weight"])  # fmt: skip
+    wav = torch.randn(2, 6_400, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        features = first(wav)
+        assert features.shape == (2, 32, 20) and torch.isfinite(features).all()
+        assert torch.equal(features, again(wav))
+        assert not torch.allclose(features, other(wav))
+    assert first.hidden_size == 32 and first.layer == 2 and len(first.model.encoder.layers) == 2
+    assert first.name != other.name and "seed=0" in first.name and "hidden_size=32" in first.name
+
+
+def test_random_encoder_sizes_are_checked() -> None:
+    with pytest.raises(ValueError, match="multiple of num_attention_heads"):
+        RandomSemanticEncoder(hidden_size=30, num_attention_heads=4)
+    with pytest.raises(ValueError, match="positive integers"):
+        RandomSemanticEncoder(num_layers=0)
+
+
+# ------------------------------------------------------------------ no Hub: one line, in seconds
+
+
+def test_from_pretrained_offline_fails_in_one_line_naming_the_download(loopback_hub, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    start = time.perf_counter()
+    with pytest.raises(DownloadError) as error:
+        SemanticEncoder.from_pretrained("facebook/mms-300m")
+    assert time.perf_counter() - start < 2.0
+    message = str(error.value)
+    assert "\n" not in message
+    assert "facebook/mms-300m" in message and "HF_HUB_OFFLINE" in message
+    assert "`hierspeech2 download mms-300m`" in message
+    assert loopback_hub.requests == []  # offline means no request at all
+
+
+def test_from_pretrained_with_the_hub_unreachable_fails_in_seconds(loopback_hub) -> None:
+    # regression: huggingface_hub retried with back-off for ~30 s, then transformers raised a raw OSError
+    loopback_hub.stop()  # connection refused from now on
+    start = time.perf_counter()
+    with pytest.raises(
+        DownloadError, match=r"cannot reach http://127\.0\.0\.1:\d+ to download facebook/mms-300m"
+    ):
+        SemanticEncoder.from_pretrained("facebook/mms-300m")
+    assert time.perf_counter() - start < 3.0
+
+
+def test_from_pretrained_downloads_from_a_reachable_hub(loopback_hub, tmp_path) -> None:
+    encoder = RandomSemanticEncoder(seed=3)
+    encoder.model.save_pretrained(tmp_path / "tiny")
+    loopback_hub.add_folder("someone/tiny-mms", tmp_path / "tiny")
+    loaded = SemanticEncoder.from_pretrained("someone/tiny-mms", layer=2)
+    wav = torch.randn(1, 3_200, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        assert torch.equal(loaded(wav), encoder(wav))
+    with pytest.raises(DownloadError, match="someone/missing not found"):
+        SemanticEncoder.from_pretrained("someone/missing")

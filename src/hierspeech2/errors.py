@@ -29,6 +29,10 @@ class CheckpointError(HierSpeechError, ValueError):
     """A checkpoint that cannot be loaded: unsafe pickle, wrong keys or shapes, unknown format."""
 
 
+class DataNotFoundError(HierSpeechError, FileNotFoundError):
+    """A training feature cache or corpus that is missing or unfinished (``hierspeech2 preprocess`` makes one)."""
+
+
 class SettingError(HierSpeechError, ValueError):
     """A setting outside its valid range (NaN, negative, or an output that would be far too long)."""
 

@@ -10,21 +10,35 @@ were trained on the un-normalised output of layer 7.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import AudioError
+from .errors import AudioError, CheckpointError
 
 if TYPE_CHECKING:  # transformers takes seconds to import: only the constructors below need it
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 MMS_REPO_ID = "facebook/mms-300m"
 SEMANTIC_LAYER = 7  # the released backbone and TTV were trained on hidden state 7 of 24
-REFLECT_PAD = 40  # official wrapper: with the 400-sample receptive field and 320 hop this gives N // 320 frames
+# official wrapper: with the 400-sample receptive field and 320 hop this gives N // 320 frames
+REFLECT_PAD = 40
 SAMPLE_RATE = 16_000
 HOP_LENGTH = 320  # the conv feature extractor strides 320 samples per frame
+# MMS-300m's conv feature extractor; the product of the strides is HOP_LENGTH
+MMS_CONV_KERNELS = (10, 3, 3, 3, 3, 2, 2)
+MMS_CONV_STRIDES = (5, 2, 2, 2, 2, 2, 2)
+MMS_REGISTRY_NAME = "mms-300m"  # checkpoints.yaml's entry for MMS_REPO_ID (`hierspeech2 download mms-300m`)
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # transformers' order of preference
+# One HEAD request without retries decides whether the Hub is reachable: huggingface_hub's own
+# backed-off retries take about half a minute to give up on an unreachable network.
+HUB_PROBE_TIMEOUT_S = 5.0
+# positional convolution of RandomSemanticEncoder (MMS-300m: kernel 128, groups 16; far wider than tiny inputs need)
+POSITION_KERNEL = 16
+POSITION_GROUPS = 4
 
 
 class SemanticEncoder(nn.Module):
@@ -57,14 +71,30 @@ class SemanticEncoder(nn.Module):
 
         ``hub_kwargs`` go to ``Wav2Vec2Model.from_pretrained`` (``revision``, ``cache_dir``,
         ``local_files_only`` …). Weights of the unused layers and pre-training heads are skipped.
+        A Hub model that is neither in the Hugging Face cache nor downloadable (``HF_HUB_OFFLINE``,
+        no network) raises :class:`~hierspeech2.registry.DownloadError` within seconds, saying what
+        to download.
         """
+        is_hub_id = not Path(name_or_path).expanduser().is_dir()
+        if is_hub_id:
+            ensure_downloadable(str(name_or_path), **hub_kwargs)
         from transformers import Wav2Vec2Model
 
-        model = Wav2Vec2Model.from_pretrained(str(name_or_path), num_hidden_layers=layer, **hub_kwargs)
+        try:
+            model = Wav2Vec2Model.from_pretrained(str(name_or_path), num_hidden_layers=layer, **hub_kwargs)
+        except OSError as error:
+            if not is_hub_id:
+                raise
+            from .registry import DownloadError
+
+            # the probe passed, so the Hub answered: the download itself failed (lost connection, disk)
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DownloadError(f"downloading {name_or_path} failed: {first_line}") from error
         return cls(model, layer=layer)
 
     @property
     def hidden_size(self) -> int:
+        """Channels of the features (MMS-300m: 1024)."""
         return self.model.config.hidden_size
 
     def forward(self, wav: Tensor) -> Tensor:
@@ -101,3 +131,132 @@ class SemanticEncoder(nn.Module):
             out = block(hidden, attention_mask=None)
             hidden = out[0] if isinstance(out, tuple) else out
         return hidden
+
+
+class RandomSemanticEncoder(SemanticEncoder):
+    """A randomly initialised MMS-shaped encoder, the same for a given seed: tiny recipes and tests, offline.
+
+    Same conv front end as MMS-300m (hop 320, ``[B, N]`` → ``[B, hidden_size, N // 320]``) and
+    ``num_layers`` small stable-layer-norm transformer layers, all of whose output is used.
+    Building it leaves the global random state untouched. ``name`` spells out every setting, so a
+    feature cache made with one refuses to resume with another.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int = 32,
+        num_layers: int = 2,
+        num_attention_heads: int = 4,
+        intermediate_size: int = 64,
+        conv_channels: int = 16,
+        seed: int = 0,
+    ) -> None:
+        from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+        sizes = {"hidden_size": hidden_size, "num_layers": num_layers, "num_attention_heads": num_attention_heads,
+                 "intermediate_size": intermediate_size, "conv_channels": conv_channels}  # fmt: skip
+        bad = {name: value for name, value in sizes.items() if not isinstance(value, int) or value < 1}
+        if bad:
+            raise ValueError(f"RandomSemanticEncoder sizes must be positive integers, got {bad}")
+        if hidden_size % num_attention_heads or hidden_size % POSITION_GROUPS:
+            raise ValueError(
+                f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads ({num_attention_heads}) "
+                f"and of {POSITION_GROUPS} (the positional convolution's groups)"
+            )
+        config = Wav2Vec2Config(
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_attention_heads,
+            intermediate_size=intermediate_size,
+            conv_dim=(conv_channels,) * len(MMS_CONV_KERNELS),
+            conv_kernel=MMS_CONV_KERNELS,
+            conv_stride=MMS_CONV_STRIDES,
+            num_conv_pos_embeddings=POSITION_KERNEL,
+            num_conv_pos_embedding_groups=POSITION_GROUPS,
+            do_stable_layer_norm=True,  # as MMS-300m
+            feat_extract_norm="layer",
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = Wav2Vec2Model(config)
+        super().__init__(model, layer=num_layers)
+        settings = ", ".join(f"{key}={value}" for key, value in {**sizes, "seed": seed}.items())
+        self.name = f"random-wav2vec2({settings})"
+
+
+def ensure_downloadable(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    **_: object,
+) -> None:
+    """Return when the Hub model ``repo_id`` is in the Hugging Face cache or the Hub answers; else raise
+    :class:`~hierspeech2.registry.DownloadError` in one line naming what to download (or
+    :class:`~hierspeech2.errors.CheckpointError` when ``repo_id`` is neither a folder nor a Hub id).
+
+    One HEAD request without retries, so that no network fails in seconds; the download itself is
+    left to transformers.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub import errors as hub_errors
+
+    from .registry import DownloadError
+
+    def cached(filename: str) -> bool:
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+        return isinstance(found, str)
+
+    try:
+        if cached("config.json") and any(cached(name) for name in WEIGHT_FILES):
+            return
+    except hub_errors.HFValidationError as error:
+        raise CheckpointError(
+            f"{repo_id} is neither a local folder nor a Hugging Face model id (owner/name): {error}"
+        ) from error
+    if constants.HF_HUB_OFFLINE or local_files_only:
+        reason = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "local_files_only=True"
+        raise DownloadError(
+            f"{repo_id} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {reason}, "
+            f"so it cannot be downloaded: run `{_download_command(repo_id)}` with network first (or unset "
+            "HF_HUB_OFFLINE), or pass a local transformers folder"
+        )
+    url = hf_hub_url(repo_id, "config.json", revision=revision)
+    try:
+        get_hf_file_metadata(url, token=token, timeout=HUB_PROBE_TIMEOUT_S)
+    except (hub_errors.RepositoryNotFoundError, hub_errors.GatedRepoError) as error:
+        raise DownloadError(
+            f"{repo_id} not found on {constants.ENDPOINT}, or private or gated: check the id, or log in "
+            "(`hf auth login`) and accept its terms on the Hub"
+        ) from error
+    except hub_errors.RevisionNotFoundError as error:
+        raise DownloadError(f"{repo_id} has no revision {revision!r} on {constants.ENDPOINT}") from error
+    except hub_errors.EntryNotFoundError as error:
+        raise DownloadError(f"{repo_id} has no config.json: it is not a transformers model") from error
+    except hub_errors.HfHubHTTPError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DownloadError(f"the Hub refused {url}: {first_line}") from error
+    except Exception as error:
+        if not _is_network_error(error):
+            raise
+        raise DownloadError(
+            f"cannot reach {constants.ENDPOINT} to download {repo_id} ({type(error).__name__}: {error}), and it "
+            f"is not in the Hugging Face cache: run `{_download_command(repo_id)}` where there is network and copy "
+            "HF_HOME here, point HF_ENDPOINT at a reachable mirror, or pass a local transformers folder"
+        ) from error
+
+
+def _download_command(repo_id: str) -> str:
+    if repo_id == MMS_REPO_ID:
+        return f"hierspeech2 download {MMS_REGISTRY_NAME}"
+    return f"hf download {repo_id}"
+
+
+def _is_network_error(error: BaseException) -> bool:
+    """A connection, DNS or timeout failure of whichever HTTP client huggingface_hub uses."""
+    if isinstance(error, OSError):
+        return True
+    module = type(error).__module__.partition(".")[0]
+    return module in {"httpx", "httpx2", "requests", "urllib3"}

@@ -66,7 +66,7 @@ def test_jsonl_manifest_with_ids_and_unreadable_audio(tmp_path, corpora_dir):
         read_manifest(manifest)
 
 
-def test_detect_kind(corpora_dir):
+def test_detect_kind(corpora_dir, tmp_path):
     assert detect_corpus_kind(corpora_dir / "mini-libritts") == "libritts"
     assert detect_corpus_kind(corpora_dir / "mini-librilight") == "librilight"
     assert detect_corpus_kind(corpora_dir / "mini-mms" / "manifest.tsv") == "manifest"
@@ -74,8 +74,11 @@ def test_detect_kind(corpora_dir):
         "audio/de_003",
         "audio/en_000",
     ]
+    # a folder holding manifest.tsv stands for it (a recipe's corpus_dir names folders)
+    assert detect_corpus_kind(corpora_dir / "mini-mms") == "manifest"
+    assert read_corpus(corpora_dir / "mini-mms") == read_corpus(corpora_dir / "mini-mms" / "manifest.tsv")
     with pytest.raises(ValueError, match="cannot tell the layout"):
-        detect_corpus_kind(corpora_dir / "mini-mms")
+        detect_corpus_kind(tmp_path)
 
 
 def test_espeak_voice():

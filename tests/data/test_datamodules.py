@@ -1,9 +1,13 @@
 import pytest
 import torch
+from stub_features import energy_f0
 
 from hierspeech2.data.batch import BackboneBatch, SpeechSRBatch, TTVBatch
 from hierspeech2.data.cache import FeatureCache
 from hierspeech2.data.datamodules import BackboneDataModule, SpeechSRDataModule, TTVDataModule, split_records
+from hierspeech2.data.features import SemanticFeatures, from_pcm16
+from hierspeech2.errors import DataNotFoundError
+from hierspeech2.ssl import RandomSemanticEncoder
 
 OPTIONS = {"num_workers": 0, "pin_memory": False}
 
@@ -63,3 +67,90 @@ def test_speechsr_datamodule(speechsr_cache):
 def test_unfinished_cache_says_how_to_finish(tmp_path):
     with pytest.raises(FileNotFoundError, match="hierspeech2 preprocess"):
         TTVDataModule(str(tmp_path), **OPTIONS).setup("fit")
+
+
+# ------------------------------------------------------------------ prepare_data: the cache from corpus_dir
+
+
+def test_prepare_data_builds_the_cache_from_corpus_dir_once(tmp_path, corpora_dir, speechsr_cache):
+    data_dir = tmp_path / "data" / "sr24k"
+    module = SpeechSRDataModule(
+        str(data_dir), corpus_dir=str(corpora_dir / "mini-libritts"), target_rate=24_000,
+        batch_size=4, val_size=4, **OPTIONS,
+    )  # fmt: skip
+    module.prepare_data()
+    built, reference = FeatureCache(data_dir), FeatureCache(speechsr_cache)
+    assert built.records() == reference.records()  # the same cache `hierspeech2 preprocess` makes
+    assert torch.equal(
+        built.load(built.records()[3])["audio"], reference.load(reference.records()[3])["audio"]
+    )
+    assert sorted(path.name for path in data_dir.parent.iterdir()) == ["sr24k"]  # no temporary folder left
+    stamp = built.manifest_path.stat().st_mtime_ns
+    module.prepare_data()  # a finished cache is used as it is
+    assert built.manifest_path.stat().st_mtime_ns == stamp
+    batch = next(iter(module.train_dataloader()))
+    assert isinstance(batch, SpeechSRBatch) and batch.high_rate.shape == (4, 1, 9_600)
+
+
+def test_prepare_data_uses_the_configured_semantic_encoder_and_f0(tmp_path, corpora_dir):
+    data_dir = tmp_path / "ttv"
+    encoder = RandomSemanticEncoder(hidden_size=16, num_layers=1, seed=5)
+    module = TTVDataModule(
+        str(data_dir), corpus_dir=str(corpora_dir / "mini-libritts"), semantic_encoder=encoder,
+        f0_extractor="stub_features:energy_f0", batch_size=4, val_size=4, **OPTIONS,
+    )  # fmt: skip
+    module.prepare_data()
+    cache = FeatureCache(data_dir)
+    config = cache.read_config()
+    assert config["semantic"] == {"name": encoder.name, "layer": 1}
+    assert config["f0"] == "stub_features:energy_f0" and config["model"] == "ttv"
+    record = cache.records()[0]
+    item = cache.load(record)
+    fresh = SemanticFeatures(RandomSemanticEncoder(hidden_size=16, num_layers=1, seed=5))
+    assert item["semantic"].shape == (16, record.num_frames)
+    assert torch.equal(item["semantic"], fresh(item["audio"].numpy()))
+    torch.testing.assert_close(item["f0"], energy_f0(from_pcm16(item["audio"])).reshape(-1))
+    batch = next(iter(module.train_dataloader()))
+    assert isinstance(batch, TTVBatch) and batch.semantic.shape[1] == 16
+
+
+def test_a_missing_cache_without_corpus_dir_is_one_line_naming_the_preprocess_command(tmp_path):
+    data_dir = tmp_path / "sr48k"
+    module = SpeechSRDataModule(str(data_dir), target_rate=48_000, **OPTIONS)
+    expected = (
+        f"{data_dir} holds no feature cache: make it with `hierspeech2 preprocess CORPUS --model speechsr "
+        f"--target-rate 48000 --out {data_dir}` (it resumes where it stopped), or set data.init_args.corpus_dir "
+        "to build it before training"
+    )
+    for hook in (module.prepare_data, lambda: module.setup("fit")):
+        with pytest.raises(DataNotFoundError) as error:
+            hook()
+        assert str(error.value) == expected
+    data_dir.mkdir()
+    (data_dir / "cache.json").write_text("{}")  # an interrupted `hierspeech2 preprocess`
+    ttv = TTVDataModule(str(data_dir), semantic_encoder="my/mms", f0_extractor="swift", **OPTIONS)
+    with pytest.raises(DataNotFoundError) as error:
+        ttv.prepare_data()
+    assert str(error.value).startswith(
+        f"{data_dir} is an unfinished feature cache: make it with `hierspeech2 preprocess CORPUS --model ttv "
+        f"--out {data_dir} --semantic-model my/mms --f0 swift`"
+    )
+
+
+def test_prepare_data_never_touches_an_unfinished_cache_or_a_missing_corpus(tmp_path, corpora_dir):
+    data_dir = tmp_path / "cache"
+    data_dir.mkdir()
+    (data_dir / "cache.json").write_text("{}")
+    corpus = str(corpora_dir / "mini-libritts")
+    module = SpeechSRDataModule(str(data_dir), corpus_dir=corpus, target_rate=24_000, **OPTIONS)
+    with pytest.raises(DataNotFoundError, match="holds an unfinished feature cache: finish it with"):
+        module.prepare_data()
+    assert [path.name for path in data_dir.iterdir()] == ["cache.json"]
+    missing = SpeechSRDataModule(
+        str(tmp_path / "new"), corpus_dir="no/such/corpus", target_rate=24_000, **OPTIONS
+    )
+    with pytest.raises(
+        DataNotFoundError, match=r"corpus_dir no/such/corpus not found \(relative paths start"
+    ):
+        missing.prepare_data()
+    assert not (tmp_path / "new").exists()

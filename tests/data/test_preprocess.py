@@ -1,6 +1,7 @@
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,10 +12,11 @@ import pytest
 import torch
 from stub_features import energy_f0
 
-from hierspeech2.data.cache import FeatureCache
+from hierspeech2.data.cache import TEMP_MARKER, FeatureCache
 from hierspeech2.data.corpora import Utterance, read_corpus
 from hierspeech2.data.features import SemanticFeatures, from_pcm16
-from hierspeech2.data.preprocess import _CacheLock, preprocess
+from hierspeech2.data.preprocess import _CacheLock, build_cache, preprocess
+from hierspeech2.errors import DataNotFoundError
 from hierspeech2.text import text_to_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,3 +206,119 @@ def test_killed_run_resumes_to_the_same_cache(
     assert resumed_files.pop("skipped.tsv") == b"id\tpath\treason\n"
     assert len(resumed_files) == 4
     assert all(reference[name] == content for name, content in resumed_files.items())
+
+
+# ------------------------------------------------------------------ no semantic encoder: nothing written
+
+
+def test_a_missing_semantic_encoder_fails_before_anything_is_written(tmp_path, loopback_hub, corpora_dir):
+    # regression: the encoder loaded on the first utterance, after cache.json was written
+    from huggingface_hub import constants
+
+    from hierspeech2.registry import DownloadError
+
+    out = tmp_path / "cache"
+    corpus = read_corpus(corpora_dir / "mini-mms" / "manifest.tsv")[:2]
+    semantic = SemanticFeatures(name_or_path="facebook/mms-300m")
+    loopback_hub.stop()  # no network
+    with pytest.raises(DownloadError, match="cannot reach"):
+        preprocess(corpus, out, "backbone", semantic=semantic, f0_extractor=energy_f0, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "HF_HUB_OFFLINE", True)
+        with pytest.raises(DownloadError, match="HF_HUB_OFFLINE is set"):
+            preprocess(corpus, out, "ttv", semantic=semantic, f0_extractor=energy_f0, progress=False)
+    assert not out.exists()
+
+
+def _hierspeech2(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess:
+    """The ``hierspeech2`` command in a subprocess, with an empty Hugging Face cache under ``home``."""
+    environment = {**os.environ, "HF_HOME": str(home), "OMP_NUM_THREADS": "1", **env}
+    environment.pop("HF_HUB_CACHE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "hierspeech2.cli", *args],
+        env=environment, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_preprocess_command_offline_says_what_to_download_in_one_line(tmp_path, corpora_dir):
+    out = tmp_path / "cache"
+    result = _hierspeech2(
+        "preprocess", str(corpora_dir / "mini-libritts"), "--model", "ttv", "--out", str(out), "--no-progress",
+        home=tmp_path / "hf", HF_HUB_OFFLINE="1",
+    )  # fmt: skip
+    assert result.returncode == 1
+    expected = (
+        f"hierspeech2 preprocess: error: facebook/mms-300m is not in the Hugging Face cache "
+        f"({tmp_path / 'hf' / 'hub'}) and HF_HUB_OFFLINE is set, so it cannot be downloaded: run "
+        "`hierspeech2 download mms-300m` with network first (or unset HF_HUB_OFFLINE), or pass a local "
+        "transformers folder"
+    )
+    assert result.stderr.strip().splitlines() == [expected]
+    assert not out.exists()
+
+
+def test_preprocess_command_prints_its_summary_once(tmp_path, corpora_dir):
+    # regression: the summary was logged by preprocess() and printed again by the command
+    out = tmp_path / "sr"
+    result = _hierspeech2(
+        "preprocess", str(corpora_dir / "mini-libritts"), "--model", "speechsr", "--target-rate", "24000",
+        "--subsets", "dev-clean", "--out", str(out), "--num-workers", "0", "--no-progress", home=tmp_path / "hf",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summaries = [line for line in result.stderr.splitlines() if line.startswith(f"{out}:")]
+    assert len(summaries) == 1, result.stderr
+    assert summaries[0].startswith(
+        f"{out}: 4 utterances cached, 0 skipped (see {out / 'skipped.tsv'}); this run: 4 new"
+    )
+
+
+# ------------------------------------------------------------------ build_cache: a finished cache or nothing
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def _interrupting_f0(calls: list[int]):
+    def extract(wav: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as Ctrl-C in the middle of the run
+        return energy_f0(wav)
+
+    return extract
+
+
+def test_build_cache_renames_a_complete_cache_into_place(tmp_path, corpora_dir, speechsr_cache):
+    leftover = tmp_path / f".sr{TEMP_MARKER}{socket.gethostname()}-{_dead_pid()}"  # a killed build's folder
+    (leftover / "items").mkdir(parents=True)
+    out = tmp_path / "sr"
+    corpus = read_corpus(corpora_dir / "mini-libritts")
+    report = build_cache(corpus, out, "speechsr", target_rate=24_000, progress=False)
+    assert report.cache_dir == out and report.cached == 16
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["sr"]  # the dead build's folder went too
+    assert FeatureCache(out).finished and not (out / ".lock").exists()
+    assert _snapshot(out) == _snapshot(speechsr_cache)  # what preprocess() writes in place
+    with pytest.raises(FileExistsError, match="not empty"):
+        build_cache(corpus, out, "speechsr", target_rate=24_000, progress=False)
+
+
+def test_build_cache_interrupted_leaves_nothing(tmp_path, corpora_dir, tiny_semantic):
+    calls: list[int] = []
+    corpus = read_corpus(corpora_dir / "mini-mms" / "manifest.tsv")
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(
+            corpus, tmp_path / "new" / "cache", "backbone",
+            semantic=tiny_semantic, f0_extractor=_interrupting_f0(calls), progress=False,
+        )  # fmt: skip
+    assert len(calls) == 3  # two items were written before the interruption
+    assert list(tmp_path.iterdir()) == []  # neither the cache, its temporary folder, nor new/
+
+
+def test_build_cache_with_no_usable_utterance_says_why_and_leaves_nothing(tmp_path):
+    corpus = [Utterance("broken", str(tmp_path / "nope.wav"), None, "s", "en-us", None)]
+    with pytest.raises(DataNotFoundError, match=r"no utterance of the 1 given .*broken: unreadable audio"):
+        build_cache(corpus, tmp_path / "cache", "speechsr", target_rate=24_000, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -5,6 +5,8 @@ recipe either builds its run or stops with the parser's error (``SystemExit(2)``
 on stderr that names the problem) — never an exception from inside a model, a task or the
 Trainer. A second property trains one step from recipes whose task settings (learning rate,
 decay, betas, loss weights …) are mutated, on synthetic batches: it trains or is refused the same way.
+A third points a recipe's missing cache at corpora that cannot make one: ``prepare_data`` refuses
+in one line and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import yaml
 from fuzz_contract import MAX_MESSAGE_CHARS
 from hypothesis import strategies as st
 
+from hierspeech2.errors import HierSpeechError
 from hierspeech2.training_cli import HierSpeechCLI, main
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "tiny"
@@ -153,8 +156,17 @@ def _synthetic(document: dict, name: str, root: Path) -> dict:
     return document
 
 
+def set_setting(init_args: dict, setting: str, value: Any) -> None:
+    """Set a task setting by dotted path (``optimizer.learning_rate``) in a recipe's ``init_args``."""
+    *parents, key = setting.split(".")
+    for parent in parents:
+        init_args = init_args.setdefault(parent, {})
+    init_args[key] = value
+
+
 TASK_SETTINGS = st.sampled_from(
-    ["learning_rate", "lr_decay", "betas", "eps", "weight_decay", "pitch_window", "grad_clip",
+    ["optimizer.learning_rate", "optimizer.lr_decay", "optimizer.betas", "optimizer.eps",
+     "optimizer.weight_decay", "optimizer", "pitch_window", "grad_clip",
      "max_nonfinite_steps", "mel_weight", "kl_weight", "adversarial_weight", "log_examples"]
 )  # fmt: skip
 
@@ -165,7 +177,7 @@ def test_training_cli_fits_or_refuses_mutated_task_settings(fuzz, tmp_path) -> N
 
     def body(name, setting, value) -> None:
         document = _synthetic(TINY_RECIPES[name], name, tmp_path / "runs")
-        document["model"]["init_args"][setting] = value
+        set_setting(document["model"]["init_args"], setting, value)
         path = tmp_path / f"{next(names)}.yaml"
         path.write_text(yaml.safe_dump(document))
         message = run_cli(["fit", "-c", str(path)], run=True)
@@ -181,8 +193,9 @@ def test_training_cli_fits_or_refuses_mutated_task_settings(fuzz, tmp_path) -> N
 
 @pytest.mark.parametrize(
     ("setting", "value", "words"),
-    [("learning_rate", -1.0, "learning_rate must be > 0"), ("lr_decay", 0.0, "lr_decay must be in"),
-     ("betas", [2.0, 0.99], "betas must be two numbers"), ("pitch_window", 0, "pitch_window must be"),
+    [("optimizer.learning_rate", -1.0, "learning_rate must be > 0"),
+     ("optimizer.lr_decay", 0.0, "lr_decay must be in"),
+     ("optimizer.betas", [2.0, 0.99], "betas must be two numbers"), ("pitch_window", 0, "pitch_window must be"),
      ("kl_weight", None, "loss weights must be finite numbers >= 0"),
      ("ctc_weight", math.nan, "loss weights must be finite numbers >= 0")],
 )  # fmt: skip
@@ -193,7 +206,7 @@ def test_out_of_range_task_settings_are_refused_before_training(
     # loss (kl_weight null: "unsupported operand NoneType * Tensor"), or for lr_decay 0 trained on
     # with a zero learning rate after the first epoch
     document = _synthetic(TINY_RECIPES["ttv"], "ttv", tmp_path)
-    document["model"]["init_args"][setting] = value
+    set_setting(document["model"]["init_args"], setting, value)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(document))
     with pytest.raises(SystemExit) as exit_info:
@@ -214,3 +227,54 @@ def test_constructor_failure_deep_in_the_model_is_a_recipe_error(tmp_path, capsy
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "the recipe's values cannot build the run: RuntimeError" in err and "negative dimension" in err
+
+
+CORPORA = st.sampled_from(
+    ["none", "empty string", "missing", "a file", "empty folder", "text folder", "bad manifest", "no audio"]
+)
+
+
+def _corpus(kind: str, root: Path) -> str | None:
+    """A corpus_dir that cannot give a cache, of the given kind."""
+    root.mkdir(parents=True)
+    if kind == "none":
+        return None
+    if kind == "empty string":
+        return ""
+    if kind == "missing":
+        return str(root / "no" / "such")
+    if kind == "a file":
+        return str(RECIPES / "ttv.yaml")
+    if kind == "text folder":
+        (root / "readme.txt").write_text("not a corpus")
+    elif kind == "bad manifest":
+        (root / "manifest.tsv").write_text("file\twords\nx.wav\thello\n")  # no 'path' column
+    elif kind == "no audio":
+        (root / "manifest.jsonl").write_text('{"path": "gone.wav", "text": "hello there"}\n')
+    return str(root)
+
+
+def test_prepare_data_from_unusable_corpora_fails_in_one_line_and_leaves_nothing(fuzz, tmp_path) -> None:
+    cases = itertools.count()
+
+    def body(name, corpus) -> None:
+        case = tmp_path / str(next(cases))
+        corpus_dir = _corpus(corpus, case / "corpus")
+        data_dir = case / "out" / "cache"
+        args = ["-c", str(RECIPES / f"{name}.yaml"), "--trainer.logger", "false"]
+        args += ["--data.init_args.data_dir", str(data_dir), "--data.init_args.corpus_dir", str(corpus_dir)]
+        if corpus_dir is None:
+            args[-1] = "null"
+        with contextlib.redirect_stderr(io.StringIO()), mock.patch.object(sys, "argv", ["lightning"]):
+            cli = HierSpeechCLI(args, run=False)
+        with pytest.raises(HierSpeechError) as error:
+            cli.datamodule.prepare_data()
+        message = str(error.value)
+        assert "\n" not in message and len(message) <= MAX_MESSAGE_CHARS
+        assert "hierspeech2 preprocess" in message or "corpus_dir" in message or "no utterance" in message
+        assert not (case / "out").exists()  # no cache, no temporary folder, not even its parent
+
+    fuzz.run(
+        "datamodule prepare_data (unusable corpus)", body, default=8, long=200,
+        name=st.sampled_from(sorted(TINY_RECIPES)), corpus=CORPORA,
+    )  # fmt: skip

@@ -30,7 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from ..errors import OutputError
+from ..errors import DataNotFoundError, OutputError
 
 __all__ = ["CacheRecord", "FeatureCache", "atomic_write_text"]
 
@@ -229,10 +229,15 @@ class FeatureCache:
 
     # ---------------------------------------------------------------- reading
 
+    @property
+    def finished(self) -> bool:
+        """Whether a preprocessing run completed here (it writes ``manifest.jsonl`` last)."""
+        return self.manifest_path.is_file()
+
     def records(self) -> list[CacheRecord]:
         """The records of ``manifest.jsonl`` (run ``hierspeech2 preprocess`` to completion first)."""
-        if not self.manifest_path.is_file():
-            raise FileNotFoundError(
+        if not self.finished:
+            raise DataNotFoundError(
                 f"{self.manifest_path} not found: {self.root} is not a finished feature cache; run "
                 f"`hierspeech2 preprocess CORPUS --out {self.root}` (it resumes where it stopped)"
             )

@@ -37,6 +37,8 @@ DEFAULT_LANGUAGE = "en-us"  # espeak-ng voice of the released English models
 ESPEAK_VOICES = {"en": "en-us", "pt": "pt-br", "zh": "cmn"}
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 MANIFEST_COLUMNS = ("path", "text", "speaker", "language")
+# the manifest file a corpus folder may stand for
+MANIFEST_NAMES = ("manifest.tsv", "manifest.jsonl", "manifest.csv", "manifest.json")
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,11 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     ``path`` is absolute or relative to the manifest's folder; audio may be at any sample rate.
     An optional ``id`` column names utterances; otherwise the id is the path without its suffix.
     ``text`` may be empty (backbone and SpeechSR need none); ``language`` is mapped to an espeak-ng
-    voice (``en`` → ``en-us``).
+    voice (``en`` → ``en-us``). A folder stands for the ``manifest.tsv`` (or ``.jsonl``) in it.
     """
     path = Path(path)
+    if path.is_dir():
+        path = _folder_manifest(path) or path
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
     utterances = []
@@ -202,10 +206,16 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     return utterances
 
 
+def _folder_manifest(folder: Path) -> Path | None:
+    """The manifest file a corpus folder holds (``manifest.tsv``, ``manifest.jsonl`` …), if any."""
+    return next((folder / name for name in MANIFEST_NAMES if (folder / name).is_file()), None)
+
+
 def detect_corpus_kind(path: str | os.PathLike) -> CorpusKind:
-    """Guess the layout: a file is a manifest, ``*.normalized.txt`` means LibriTTS, ``*.flac`` Libri-light."""
+    """Guess the layout: a file (or a folder with ``manifest.tsv``/``.jsonl``) is a manifest,
+    ``*.normalized.txt`` means LibriTTS, ``*.flac`` Libri-light."""
     path = Path(path)
-    if path.is_file():
+    if path.is_file() or (path.is_dir() and _folder_manifest(path) is not None):
         return "manifest"
     if not path.is_dir():
         raise FileNotFoundError(f"corpus not found: {path}")
@@ -216,7 +226,8 @@ def detect_corpus_kind(path: str | os.PathLike) -> CorpusKind:
         return "librilight"
     raise ValueError(
         f"cannot tell the layout of {path}: expected LibriTTS (<subset>/<spk>/<chapter>/*.wav + "
-        ".normalized.txt), Libri-light (<subset>/<spk>/<book>/*.flac) or a manifest file (TSV/JSONL); "
+        ".normalized.txt), Libri-light (<subset>/<spk>/<book>/*.flac) or a manifest file (TSV/JSONL, or a "
+        "folder holding manifest.tsv); "
         "pass kind= explicitly"
     )
 

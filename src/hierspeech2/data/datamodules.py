@@ -4,11 +4,17 @@
 length-bucketed batches, validation split by speaker, id list or count) or a litdata streaming
 dataset (a folder with ``index.json`` or an ``s3://`` URL; then ``val_dir`` names the
 validation set, and filtering happened when it was written).
+
+With ``corpus_dir`` set, ``prepare_data`` (Lightning calls it once per node, before ``setup``)
+builds a missing cache from that corpus with the datamodule's preprocessing settings
+(``semantic_encoder``, ``f0_extractor``, ``target_rate``), atomically: ``data_dir`` is then a
+finished cache or absent.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,9 +22,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from hierspeech2.data.cache import CacheRecord, FeatureCache
+from hierspeech2.data.corpora import read_corpus, split_long_utterances
 from hierspeech2.data.datasets import (
     BACKBONE_FILTER,
     BACKBONE_SEGMENT_SAMPLES,
@@ -38,8 +46,16 @@ from hierspeech2.data.datasets import (
     collate_speechsr,
     collate_ttv,
 )
+from hierspeech2.data.features import ModelKind, SemanticFeatures
+from hierspeech2.data.preprocess import DEFAULT_MAX_SECONDS, build_cache
 from hierspeech2.data.samplers import BucketBatchSampler
 from hierspeech2.data.streaming import is_streaming_dataset
+from hierspeech2.errors import DataNotFoundError, SettingError
+
+MMS_REPO_ID = "facebook/mms-300m"  # the semantic encoder of the released models (hidden state 7)
+MMS_LAYER = 7
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BackboneDataModule", "SpeechSRDataModule", "TTVDataModule", "split_records"]
 
@@ -78,9 +94,10 @@ def split_records(
 
 
 class _FeatureDataModule(L.LightningDataModule):
-    """Shared plumbing: split, datasets, bucketed loaders, streaming fallback."""
+    """Shared plumbing: cache building, split, datasets, bucketed loaders, streaming fallback."""
 
     collate: Callable
+    model_kind: ModelKind  # the ``--model`` of ``hierspeech2 preprocess`` this datamodule reads
 
     def __init__(
         self,
@@ -97,9 +114,11 @@ class _FeatureDataModule(L.LightningDataModule):
         bucket_batches: int,
         drop_last: bool,
         seed: int,
+        corpus_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.data_dir = str(data_dir)
+        self.corpus_dir = corpus_dir or None  # "" in a recipe means none
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size
         self.num_workers = num_workers
@@ -122,9 +141,81 @@ class _FeatureDataModule(L.LightningDataModule):
     def _examples(self, training: bool) -> Callable[[dict], dict]:
         raise NotImplementedError
 
+    def _semantic_features(self, device: str | torch.device = "cpu") -> SemanticFeatures | None:
+        """The semantic encoder the cache is built with, on ``device`` (None: this cache needs none)."""
+        return None
+
+    def _preprocess_options(self) -> dict[str, Any]:
+        """Keywords of :func:`~hierspeech2.data.preprocess.preprocess` beyond the semantic encoder."""
+        return {}
+
+    def _preprocess_command(self) -> str:
+        """The ``hierspeech2 preprocess`` command line that makes ``data_dir``."""
+        return f"hierspeech2 preprocess CORPUS --model {self.model_kind} --out {self.data_dir}"
+
     @property
     def streaming(self) -> bool:
         return is_streaming_dataset(self.data_dir)
+
+    def prepare_data(self) -> None:
+        """Build ``data_dir`` from ``corpus_dir`` when it holds no finished cache (once per node)."""
+        if self.streaming:
+            return
+        cache = FeatureCache(self.data_dir)
+        if cache.finished:
+            self._warn_if_made_otherwise(cache)
+            return
+        if self.corpus_dir is None:
+            raise DataNotFoundError(self._missing_cache_message(cache))
+        if cache.root.is_dir() and any(cache.root.iterdir()):
+            raise DataNotFoundError(
+                f"{self.data_dir} holds an unfinished feature cache: finish it with `{self._preprocess_command()}` "
+                f"(it resumes where it stopped) or delete it so that corpus_dir {self.corpus_dir} rebuilds it"
+            )
+        corpus = Path(self.corpus_dir)
+        if not corpus.exists():
+            raise DataNotFoundError(
+                f"corpus_dir {self.corpus_dir} not found (relative paths start at the working directory, "
+                f"{Path.cwd()}): run from the folder the recipe expects or give an absolute path"
+            )
+        try:
+            utterances = read_corpus(corpus)
+        except (OSError, ValueError) as error:  # not a corpus layout, an unreadable manifest
+            raise DataNotFoundError(f"cannot read corpus_dir {self.corpus_dir}: {error}") from error
+        if self.model_kind != "ttv":  # as `hierspeech2 preprocess`: cut untranscribed long recordings
+            utterances = split_long_utterances(utterances, DEFAULT_MAX_SECONDS)
+        if not utterances:
+            raise DataNotFoundError(f"corpus_dir {self.corpus_dir} holds no utterances")
+        # the Trainer's device (its environment is set up before prepare_data): MMS-300m on a GPU
+        device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"
+        semantic = self._semantic_features(device)
+        options = self._preprocess_options()
+        if semantic is not None:
+            options["semantic"] = semantic
+        log.info("building the feature cache %s from %s", self.data_dir, self.corpus_dir)
+        build_cache(utterances, self.data_dir, self.model_kind, num_workers=self.num_workers, **options)
+
+    def _missing_cache_message(self, cache: FeatureCache) -> str:
+        state = "is an unfinished feature cache" if cache.config_path.is_file() else "holds no feature cache"
+        return (
+            f"{self.data_dir} {state}: make it with `{self._preprocess_command()}` (it resumes where it "
+            "stopped), or set data.init_args.corpus_dir to build it before training"
+        )
+
+    def _warn_if_made_otherwise(self, cache: FeatureCache) -> None:
+        """A cache made with another semantic encoder than this datamodule builds with is used, with a warning."""
+        semantic = self._semantic_features() if self.corpus_dir is not None else None
+        made_with = (cache.read_config() or {}).get("semantic")
+        if semantic is None or made_with in (None, semantic.describe()):
+            return
+        log.warning(
+            "%s was made with the semantic encoder %s, not %s as this datamodule would build it; "
+            "delete it to rebuild it from %s",
+            self.data_dir,
+            made_with,
+            semantic.describe(),
+            self.corpus_dir,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
@@ -141,6 +232,8 @@ class _FeatureDataModule(L.LightningDataModule):
                 )
             return
         cache = FeatureCache(self.data_dir)
+        if not cache.finished:
+            raise DataNotFoundError(self._missing_cache_message(cache))
         train, val = split_records(cache.records(), self.val_speakers, self.val_list, self.val_size)
         self.train_dataset = self._cached_dataset(cache, train, training=True)
         if not len(self.train_dataset):
@@ -200,7 +293,41 @@ class _FeatureDataModule(L.LightningDataModule):
         return DataLoader(self.val_dataset, batch_sampler=sampler, **self._loader_options())
 
 
-class TTVDataModule(_FeatureDataModule):
+class _SemanticCacheSettings:
+    """How ``prepare_data`` builds a cache with semantic features and F0 (TTV, backbone).
+
+    ``semantic_encoder`` is a Hub id or local transformers folder read to ``semantic_layer``
+    layers (default ``facebook/mms-300m`` layer 7), or a module such as
+    :class:`~hierspeech2.ssl.RandomSemanticEncoder` (the tiny recipes); ``f0_extractor`` a name
+    of :data:`~hierspeech2.data.features.F0_EXTRACTORS` or ``package.module:function``.
+    """
+
+    data_dir: str
+    model_kind: ModelKind
+    semantic_encoder: str | nn.Module
+    semantic_layer: int
+    f0_extractor: str
+
+    def _semantic_features(self, device: str | torch.device = "cpu") -> SemanticFeatures:
+        encoder = self.semantic_encoder
+        if isinstance(encoder, nn.Module):
+            layer = getattr(encoder, "layer", self.semantic_layer)
+            return SemanticFeatures(encoder, layer=layer, device=device)
+        return SemanticFeatures(name_or_path=encoder, layer=self.semantic_layer, device=device)
+
+    def _preprocess_options(self) -> dict[str, Any]:
+        return {"f0_extractor": self.f0_extractor}
+
+    def _preprocess_command(self) -> str:
+        command = f"hierspeech2 preprocess CORPUS --model {self.model_kind} --out {self.data_dir}"
+        if isinstance(self.semantic_encoder, str) and self.semantic_encoder != MMS_REPO_ID:
+            command += f" --semantic-model {self.semantic_encoder}"
+        if self.semantic_layer != MMS_LAYER:
+            command += f" --semantic-layer {self.semantic_layer}"
+        return command + ("" if self.f0_extractor == "yaapt" else f" --f0 {self.f0_extractor}")
+
+
+class TTVDataModule(_SemanticCacheSettings, _FeatureDataModule):
     """Text-to-vec batches (:class:`~hierspeech2.data.batch.TTVBatch`): whole utterances, official filters.
 
     Defaults follow ``ttv_libritts_v1``: the official rules keep 32–600 frames, 1–200 phonemes,
@@ -208,6 +335,7 @@ class TTVDataModule(_FeatureDataModule):
     """
 
     collate = staticmethod(collate_ttv)
+    model_kind = "ttv"
 
     def __init__(
         self,
@@ -228,12 +356,19 @@ class TTVDataModule(_FeatureDataModule):
         bucket_batches: int = 32,
         drop_last: bool = True,
         seed: int = 1234,
+        corpus_dir: str | None = None,
+        semantic_encoder: str | nn.Module = MMS_REPO_ID,
+        semantic_layer: int = MMS_LAYER,
+        f0_extractor: str = "yaapt",
     ) -> None:
         super().__init__(
             data_dir, batch_size, val_batch_size, num_workers, pin_memory, persistent_workers,
-            val_speakers, val_list, val_size, val_dir, bucket_batches, drop_last, seed,
+            val_speakers, val_list, val_size, val_dir, bucket_batches, drop_last, seed, corpus_dir,
         )  # fmt: skip
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["semantic_encoder"])
+        self.semantic_encoder = semantic_encoder
+        self.semantic_layer = semantic_layer
+        self.f0_extractor = f0_extractor
         self.keep = UtteranceFilter(
             min_frames=min_frames,
             max_frames=max_frames,
@@ -248,7 +383,7 @@ class TTVDataModule(_FeatureDataModule):
         return TTVDataset(cache, records, keep=self.keep)
 
 
-class BackboneDataModule(_FeatureDataModule):
+class BackboneDataModule(_SemanticCacheSettings, _FeatureDataModule):
     """Backbone batches (:class:`~hierspeech2.data.batch.BackboneBatch`): random 61 440-sample segments.
 
     Works on backbone and TTV caches. ``perturb`` (16 kHz audio ``[N]`` → ``[N]``) fills
@@ -256,6 +391,7 @@ class BackboneDataModule(_FeatureDataModule):
     """
 
     collate = staticmethod(collate_backbone)
+    model_kind = "backbone"
 
     def __init__(
         self,
@@ -276,12 +412,19 @@ class BackboneDataModule(_FeatureDataModule):
         bucket_batches: int = 32,
         drop_last: bool = True,
         seed: int = 1234,
+        corpus_dir: str | None = None,
+        semantic_encoder: str | nn.Module = MMS_REPO_ID,
+        semantic_layer: int = MMS_LAYER,
+        f0_extractor: str = "yaapt",
     ) -> None:
         super().__init__(
             data_dir, batch_size, val_batch_size, num_workers, pin_memory, persistent_workers,
-            val_speakers, val_list, val_size, val_dir, bucket_batches, drop_last, seed,
+            val_speakers, val_list, val_size, val_dir, bucket_batches, drop_last, seed, corpus_dir,
         )  # fmt: skip
-        self.save_hyperparameters(ignore=["perturb"])
+        self.save_hyperparameters(ignore=["perturb", "semantic_encoder"])
+        self.semantic_encoder = semantic_encoder
+        self.semantic_layer = semantic_layer
+        self.f0_extractor = f0_extractor
         self.segment_samples = segment_samples
         self.perturb = perturb
         self.keep = UtteranceFilter(
@@ -305,6 +448,7 @@ class SpeechSRDataModule(_FeatureDataModule):
     and their 16 kHz versions (torchaudio's Kaiser-window resampler), made on the fly."""
 
     collate = staticmethod(collate_speechsr)
+    model_kind = "speechsr"
 
     def __init__(
         self,
@@ -323,14 +467,24 @@ class SpeechSRDataModule(_FeatureDataModule):
         bucket_batches: int = 32,
         drop_last: bool = True,
         seed: int = 1234,
+        corpus_dir: str | None = None,
     ) -> None:
         super().__init__(
             data_dir, batch_size, val_batch_size, num_workers, pin_memory, persistent_workers,
-            val_speakers, val_list, val_size, val_dir, bucket_batches, drop_last, seed,
+            val_speakers, val_list, val_size, val_dir, bucket_batches, drop_last, seed, corpus_dir,
         )  # fmt: skip
         self.save_hyperparameters()
         self.segment_samples = segment_samples
         self.target_rate = target_rate
+
+    def _preprocess_options(self) -> dict[str, Any]:
+        if self.target_rate is None:
+            raise SettingError("give target_rate (24000 or 48000) to build a SpeechSR cache from corpus_dir")
+        return {"target_rate": self.target_rate}
+
+    def _preprocess_command(self) -> str:
+        rate = self.target_rate or 48_000
+        return f"hierspeech2 preprocess CORPUS --model speechsr --target-rate {rate} --out {self.data_dir}"
 
     def _examples(self, training: bool) -> Callable[[dict], dict]:
         if self.target_rate is None:

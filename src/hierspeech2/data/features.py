@@ -249,9 +249,10 @@ class SemanticFeatures:
     """MMS features of 16 kHz PCM, computed on ``device`` and returned as float16 ``[1024, T]`` on CPU.
 
     ``encoder`` is any module mapping ``[1, N]`` float audio to ``[1, C, N // 320]`` (a
-    :class:`hierspeech2.ssl.SemanticEncoder`); pass one to inject a tiny model in tests. Without
-    it, ``SemanticEncoder.from_pretrained(name_or_path, layer)`` is loaded on first use
-    (``name_or_path`` defaults to ``facebook/mms-300m``; it also names the encoder in the cache).
+    :class:`hierspeech2.ssl.SemanticEncoder`, e.g. the tiny ``RandomSemanticEncoder``). Without
+    it, ``SemanticEncoder.from_pretrained(name_or_path, layer)`` is loaded by :meth:`load` or on
+    first use (``name_or_path`` defaults to ``facebook/mms-300m``; it also names the encoder in the
+    cache, and a given encoder is named by its ``name`` attribute, else its class).
     """
 
     def __init__(
@@ -263,17 +264,22 @@ class SemanticFeatures:
     ) -> None:
         self._encoder = encoder
         if name_or_path is None:
-            name_or_path = "facebook/mms-300m" if encoder is None else type(encoder).__name__
+            default = "facebook/mms-300m" if encoder is None else type(encoder).__name__
+            name_or_path = getattr(encoder, "name", None) or default
         self.name_or_path = str(name_or_path)
         self.layer = layer
         self.device = torch.device(device)
 
     @property
     def encoder(self) -> torch.nn.Module:
+        return self.load()
+
+    def load(self) -> torch.nn.Module:
+        """The encoder, loaded now if it was not given (a missing download fails here, in one line)."""
         if self._encoder is None:
             from hierspeech2.ssl import SemanticEncoder
 
-            logger.info("loading semantic encoder %s (layer %d)", self.name_or_path, self.layer)
+            logger.debug("loading semantic encoder %s (layer %d)", self.name_or_path, self.layer)
             self._encoder = SemanticEncoder.from_pretrained(self.name_or_path, layer=self.layer)
         return self._encoder.to(self.device).eval()
 

@@ -10,10 +10,13 @@ storage): see :mod:`hierspeech2.data.streaming`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import logging
 import multiprocessing
 import os
+import shutil
+import socket
 import sys
 import time
 import traceback
@@ -26,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 from typing_extensions import Self
 
-from hierspeech2.data.cache import CacheRecord, FeatureCache, tensors_for_item
+from hierspeech2.data.cache import TEMP_MARKER, CacheRecord, FeatureCache, tensors_for_item
 from hierspeech2.data.corpora import Utterance, read_corpus, split_long_utterances
 from hierspeech2.data.features import (
     MODEL_KINDS,
@@ -36,8 +39,9 @@ from hierspeech2.data.features import (
     UnusableUtterance,
     make_prepare,
 )
+from hierspeech2.errors import DataNotFoundError, OutputError
 
-__all__ = ["PreprocessReport", "add_preprocess_parser", "main", "preprocess", "run_preprocess"]
+__all__ = ["PreprocessReport", "add_preprocess_parser", "build_cache", "main", "preprocess", "run_preprocess"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +145,9 @@ def preprocess(
     cache = FeatureCache(out)
     start = time.perf_counter()
     needs_semantic = model != "speechsr"
-    if needs_semantic and semantic is None:
-        semantic = SemanticFeatures()
+    if needs_semantic:
+        semantic = semantic if semantic is not None else SemanticFeatures()
+        semantic.load()  # before anything is written: a missing download must leave no cache behind
 
     with _CacheLock(cache.root):
         config: dict = {"model": model, "f0": None, "semantic": None, "hop_length": 320}
@@ -191,15 +196,83 @@ def preprocess(
         cache_dir=cache.root,
     )
     logger.info(
-        "%s: %d cached, %d skipped (report: %s); this run %d new in %.1f s",
+        "%s: %d utterances cached, %d skipped (see %s); this run: %d new in %.1f s (%.2f utt/s)",
         cache.root,
         report.cached,
         report.skipped,
         cache.report_path,
         processed,
         report.seconds,
+        report.utterances_per_second,
     )
     return report
+
+
+def build_cache(
+    utterances: Sequence[Utterance], out: str | os.PathLike, model: ModelKind, **options
+) -> PreprocessReport:
+    """:func:`preprocess` (``options`` are its keywords) into a temporary sibling of ``out``, renamed to
+    ``out`` once complete: ``out`` is then a finished cache or absent, never half of one.
+
+    A failed or interrupted build removes what it wrote (a killed one leaves its temporary folder,
+    which the next build on the same machine removes). A build that caches no utterance at all is
+    an error naming the first skip reason. When another process (another node on a shared file
+    system) finished ``out`` first, its cache is kept and this one discarded.
+    """
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; build_cache only writes a new cache folder")
+    created = [folder for folder in (out.parent, *out.parent.parents) if not folder.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_builds(out)
+    temp = out.with_name(f".{out.name}{TEMP_MARKER}{socket.gethostname()}-{os.getpid()}")
+    finished = False
+    try:
+        report = preprocess(utterances, temp, model, **options)
+        if not report.cached:
+            skips = FeatureCache(temp).scan_skips()
+            reason = f"; the first: {skips[0]['id']}: {skips[0]['reason']}" if skips else ""
+            raise DataNotFoundError(
+                f"no utterance of the {report.total} given could be preprocessed for {out}{reason}"
+            )
+        (temp / ".lock").unlink(missing_ok=True)
+        try:
+            os.rename(temp, out)  # atomic; replaces an empty folder, refuses a filled one
+        except OSError as error:
+            if not FeatureCache(out).finished:
+                raise OutputError.writing(out, error) from error
+            logger.info("%s was finished by another process meanwhile; keeping it", out)
+        finished = True
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+        if not finished:
+            for folder in created:  # innermost first; only the empty ones this build made
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+    logger.info("built the feature cache %s", out)
+    return dataclasses.replace(report, cache_dir=out)
+
+
+def _remove_dead_builds(out: Path) -> None:
+    """Delete temporary folders of builds of ``out`` on this machine whose process is gone (killed)."""
+    prefix = f".{out.name}{TEMP_MARKER}{socket.gethostname()}-"
+    for folder in out.parent.glob(f"{prefix}*"):
+        pid = folder.name[len(prefix) :]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            logger.info("removing %s, left by a killed build", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _pending(cache: FeatureCache, utterances: Sequence[Utterance], retry_skipped: bool) -> list[Utterance]:
@@ -317,6 +390,9 @@ def add_preprocess_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--retry-skipped", action="store_true", help="try previously skipped files again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from hierspeech2.cli import add_threads_option  # shared by every command; applied by hierspeech2.cli.main
+
+    add_threads_option(parser)  # this process (MMS); each worker process uses one thread
     streaming = parser.add_argument_group("litdata output (--format litdata)")
     streaming.add_argument("--chunk-bytes", default="64MB", help="size of each chunk file")
     streaming.add_argument(
@@ -342,6 +418,11 @@ def run_preprocess(args: argparse.Namespace) -> int:
     if args.format == "litdata":
         from hierspeech2.data.streaming import write_streaming_dataset
 
+        if args.model != "speechsr" and not Path(args.semantic_model).expanduser().is_dir():
+            from hierspeech2.ssl import ensure_downloadable
+
+            ensure_downloadable(args.semantic_model)  # fail in seconds, before the workers start
+
         result = write_streaming_dataset(
             utterances,
             args.out,
@@ -358,7 +439,8 @@ def run_preprocess(args: argparse.Namespace) -> int:
         )
         print(f"{args.out}: {result}", file=sys.stderr)
         return 0
-    report = preprocess(
+    # preprocess() logs the summary line (once: printing it here too showed it twice)
+    preprocess(
         utterances,
         args.out,
         args.model,
@@ -368,12 +450,6 @@ def run_preprocess(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         retry_skipped=args.retry_skipped,
         progress=not args.no_progress,
-    )
-    print(
-        f"{report.cache_dir}: {report.cached} utterances cached, {report.skipped} skipped "
-        f"(see {report.cache_dir / 'skipped.tsv'}); this run: {report.processed} new in "
-        f"{report.seconds:.1f} s ({report.utterances_per_second:.2f} utt/s)",
-        file=sys.stderr,
     )
     return 0
 
