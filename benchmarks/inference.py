@@ -292,7 +292,7 @@ def build_models(args: argparse.Namespace, official: types.SimpleNamespace | Non
     from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
 
     from hierspeech2.models import HierSpeech2, SpeechSR, TextToVec
-    from hierspeech2.nn.inference import fuse_weight_norm
+    from hierspeech2.nn.inference import fuse_weight_norm, use_fast_activations
     from hierspeech2.ssl import SemanticEncoder
 
     device = torch.device(args.device)
@@ -321,6 +321,8 @@ def build_models(args: argparse.Namespace, official: types.SimpleNamespace | Non
     # No parameter needs a gradient: besides, FlopCounterMode's module tracker fails on
     # weight-norm parametrizations whose inputs require grad under inference mode.
     ours = Models(*(m.to(device).eval().requires_grad_(False) for m in (backbone, ttv, sr24, sr48, mms)))
+    for model in (backbone, ttv, sr24, sr48):
+        use_fast_activations(model)  # as the pipelines do, for the device it now sits on
     if official is None:
         return ours, None
 

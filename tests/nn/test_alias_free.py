@@ -12,6 +12,7 @@ from hierspeech2.nn.alias_free import (
     Activation1d,
     DownSample1d,
     LowPassFilter1d,
+    PolyphaseActivation1d,
     UpSample1d,
     kaiser_sinc_filter1d,
 )
@@ -35,8 +36,9 @@ def test_filters_equal_official_buffers(shared_dir):
         assert torch.equal(state[key], reference), key
 
 
-def test_filter_buffers_are_persistent_with_official_names():
-    keys = set(Activation1d(Snake(3)).state_dict())
+@pytest.mark.parametrize("cls", [Activation1d, PolyphaseActivation1d])
+def test_filter_buffers_are_persistent_with_official_names(cls):
+    keys = set(cls(Snake(3)).state_dict())
     assert keys == {"act.alpha", "upsample.filter", "downsample.lowpass.filter"}
 
 

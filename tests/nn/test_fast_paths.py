@@ -2,6 +2,8 @@
 
 In float64 the fast paths must agree with the reference to 1e-12 (they are the same function
 with reordered operations); on the released SpeechSR weights in float32, to the parity bound 1e-5.
+The polyphase activation is its own class, swapped in by ``use_fast_activations``; the reference
+side of every comparison runs the reference classes under ``reference_arithmetic``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from hierspeech2.errors import CheckpointError
 from hierspeech2.models import SpeechSR
 from hierspeech2.nn import alias_free, upsampler
 from hierspeech2.nn.activations import Snake, SnakeBeta
-from hierspeech2.nn.alias_free import Activation1d
+from hierspeech2.nn.alias_free import Activation1d, PolyphaseActivation1d
 from hierspeech2.nn.generator import Generator, SourceNetwork
 from hierspeech2.nn.inference import (
+    POLYPHASE_DEVICE_TYPES,
     fast_paths_enabled,
     fuse_weight_norm,
     is_weight_norm_fused,
     reference_arithmetic,
+    use_fast_activations,
 )
 from hierspeech2.nn.resblocks import ResBlock, conv1d_time_major
 from hierspeech2.nn.upsampler import Upsampler
@@ -40,13 +44,28 @@ def _randomise(module: nn.Module, scale: float = 0.5, seed: int = 0) -> nn.Modul
     return module.eval()
 
 
-def _both(module: nn.Module, *inputs, **kwargs):
-    """(fast, reference) outputs of ``module`` under inference mode."""
+def _both(call, *inputs, **kwargs):
+    """(fast, reference) outputs of ``call`` (a module or its method) under inference mode: polyphase
+    activations and chunked stacks, then the reference activation class under ``reference_arithmetic``."""
+    module = getattr(call, "__self__", call)
     with torch.inference_mode():
-        fast = module(*inputs, **kwargs)
+        use_fast_activations(module)
+        fast = call(*inputs, **kwargs)
+        use_fast_activations(module, enabled=False)
         with reference_arithmetic():
-            reference = module(*inputs, **kwargs)
+            reference = call(*inputs, **kwargs)
     return fast, reference
+
+
+def _activation_classes(module: nn.Module) -> set[type]:
+    return {type(m) for m in module.modules() if isinstance(m, Activation1d)}
+
+
+def _polyphase_copy(reference: Activation1d) -> PolyphaseActivation1d:
+    """A separately built polyphase activation loaded (strictly) with ``reference``'s state dict."""
+    fast = PolyphaseActivation1d(copy.deepcopy(reference.act))
+    fast.load_state_dict(reference.state_dict(), strict=True)
+    return fast.to(reference.upsample.filter.dtype)
 
 
 def _max_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -67,17 +86,159 @@ def small_chunks(monkeypatch):
 def test_polyphase_activation_equals_reference(small_chunks, activation, length):
     act = {"snakebeta": SnakeBeta(5, log_scale=True), "snake": Snake(5), "tanh": nn.Tanh()}[activation]
     module = _randomise(Activation1d(act).double())
+    fast_module = _polyphase_copy(module)
     x = torch.randn(2, 5, length, dtype=torch.float64) * 3
-    fast, reference = _both(module, x)
+    with torch.inference_mode():
+        fast, reference = fast_module(x), module(x)
+        assert _max_error(fast_module.reference_forward(x), reference) == 0.0
     assert _max_error(fast, reference) < EXACT
-    assert _max_error(module.reference_forward(x), reference) == 0.0
+
+
+# Every alias-free activation the released models build: SnakeBeta (log scale) at the widths of the
+# generator (256 … 16), SpeechSR (32), the source network (128, 64) and the posterior encoder (192);
+# plain Snake, linear-scale parameters and ratio 3 besides.
+MODEL_ACTIVATIONS = [
+    ("snakebeta", True, 256, 2),
+    ("snakebeta", True, 192, 2),
+    ("snakebeta", True, 32, 2),
+    ("snakebeta", True, 16, 2),
+    ("snakebeta", False, 8, 2),
+    ("snake", True, 8, 2),
+    ("snake", False, 8, 2),
+    ("snakebeta", True, 8, 3),
+]
+
+
+@pytest.mark.parametrize(("kind", "log_scale", "channels", "ratio"), MODEL_ACTIVATIONS)
+def test_polyphase_class_equals_reference_class(kind, log_scale, channels, ratio):
+    act = (SnakeBeta if kind == "snakebeta" else Snake)(channels, log_scale=log_scale)
+    reference = _randomise(Activation1d(act, ratio, ratio).double(), seed=channels)
+    if not log_scale:  # α, β of either sign and away from 0, as trained linear-scale ones
+        with torch.no_grad():
+            for parameter in reference.act.parameters():
+                parameter.copy_(parameter.sign() * (parameter.abs() + 0.2))
+    fast = PolyphaseActivation1d(copy.deepcopy(act), ratio, ratio).double()
+    fast.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, channels, 157, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2
+    with torch.inference_mode():
+        expected = reference(x)
+        assert _max_error(fast(x), expected) < EXACT
+        assert not torch.equal(fast(x), expected)  # the polyphase path did run, not the reference
+        time_major = x.transpose(1, 2).contiguous()
+        assert _max_error(fast.forward_time_major(time_major).transpose(1, 2), expected) < EXACT
+        assert _max_error(reference.forward_time_major(time_major).transpose(1, 2), expected) == 0.0
+        # float32 (the models' dtype): within the parity bound
+        fast32, reference32 = fast.float(), reference.float()
+        assert _max_error(fast32(x.float()), reference32(x.float())) < PARITY_ATOL
+
+
+def test_polyphase_state_dict_is_the_reference_one_and_loads_both_ways():
+    reference = _randomise(Activation1d(SnakeBeta(6, log_scale=True)))
+    fast = PolyphaseActivation1d(SnakeBeta(6, log_scale=True))
+    assert list(fast.state_dict()) == list(reference.state_dict())
+    assert [name for name, _ in fast.named_parameters()] == [name for name, _ in reference.named_parameters()]
+    assert [name for name, _ in fast.named_buffers()] == [name for name, _ in reference.named_buffers()]
+    assert fast.load_state_dict(reference.state_dict(), strict=True).missing_keys == []
+    back = Activation1d(SnakeBeta(6, log_scale=True))
+    back.load_state_dict(fast.state_dict(), strict=True)
+    x = torch.randn(1, 6, 80)
+    with torch.inference_mode():
+        assert torch.equal(back(x), reference(x))
+        assert _max_error(fast(x), reference(x)) < PARITY_ATOL
+
+
+def test_polyphase_needs_equal_ratios():
+    with pytest.raises(ValueError, match="equal up and down ratios.*up_ratio=2, down_ratio=3.*Activation1d"):
+        PolyphaseActivation1d(Snake(2), up_ratio=2, down_ratio=3)
+    unequal = Activation1d(Snake(2), up_ratio=2, down_ratio=3)
+    assert not unequal.has_polyphase_form
+    assert type(use_fast_activations(unequal)) is Activation1d  # left as the reference
+
+
+def test_polyphase_refuses_to_train_and_the_reference_trains():
+    reference = _randomise(Activation1d(SnakeBeta(3, log_scale=True)))
+    fast = _polyphase_copy(reference)
+    x = torch.randn(1, 3, 40, requires_grad=True)
+    for needs_grad in (x, x.detach()):  # through the input, or through the snake's parameters
+        with pytest.raises(RuntimeError, match=r"for inference.*use_fast_activations\(model, enabled=Fal"):
+            fast(needs_grad)
+        with pytest.raises(RuntimeError, match="for inference"):
+            fast.forward_time_major(needs_grad.transpose(1, 2))
+    # The reference class trains; with no gradient needed, both agree.
+    reference(x).square().sum().backward()
+    assert x.grad.abs().sum() > 0 and reference.act.alpha.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert _max_error(fast(x), reference(x)) < PARITY_ATOL
+    fast.requires_grad_(False)  # frozen parameters and an input needing no gradient: nothing to refuse
+    assert _max_error(fast(x.detach()), reference(x).detach()) < PARITY_ATOL
+
+
+def test_reference_class_ignores_gradient_mode():
+    module = _randomise(Activation1d(SnakeBeta(4, log_scale=True)))
+    x = torch.randn(2, 4, 64)
+    with torch.inference_mode():
+        inference = module(x)
+    assert torch.equal(inference, module.reference_forward(x))  # bit for bit: no fast path inside
+    assert torch.equal(module(x.requires_grad_()), inference)
+
+
+def test_use_fast_activations_swaps_in_place_and_back():
+    model = _randomise(SpeechSR(upsample_ratio=1.5, **TINY_SR), scale=0.3)
+    before = {name: module for name, module in model.named_modules()}
+    tensors = {name: t.data_ptr() for name, t in model.state_dict(keep_vars=True).items()}
+    wav = torch.randn(1, 1, 300)
+    with torch.inference_mode():
+        expected = model(wav)
+    assert _activation_classes(model) == {Activation1d}
+    assert use_fast_activations(model) is model
+    assert _activation_classes(model) == {PolyphaseActivation1d}
+    # The same module objects, parameters, buffers and keys: only the arithmetic class changed.
+    assert all(module is before[name] for name, module in model.named_modules())
+    assert {name: t.data_ptr() for name, t in model.state_dict(keep_vars=True).items()} == tensors
+    with torch.inference_mode():
+        assert _max_error(model(wav), expected) < PARITY_ATOL
+    with torch.no_grad():
+        model.generator.activation_post.act.beta.add_(0.5)  # the swapped module sees parameter changes
+    with torch.inference_mode():
+        changed = model(wav)
+    assert use_fast_activations(model, enabled=False) is model
+    assert _activation_classes(model) == {Activation1d}
+    with torch.inference_mode():
+        assert _max_error(model(wav), changed) < PARITY_ATOL
+        assert _max_error(changed, expected) > 1e-4
+    model(wav).sum().backward()  # trainable again
+
+
+def test_use_fast_activations_keeps_the_reference_off_the_measured_devices():
+    # CUDA: the reference, until the polyphase path is measured faster there
+    assert POLYPHASE_DEVICE_TYPES == {"cpu"}
+    model = SpeechSR(upsample_ratio=1.5, **TINY_SR).to("meta")
+    assert _activation_classes(use_fast_activations(model)) == {Activation1d}
+    use_fast_activations(model.to_empty(device="cpu"))
+    assert _activation_classes(model) == {PolyphaseActivation1d}
+    # moved to a device without a measurement: asking again restores the reference
+    assert _activation_classes(use_fast_activations(model.to("meta"))) == {Activation1d}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_use_fast_activations_keeps_the_reference_on_cuda():
+    model = use_fast_activations(SpeechSR(upsample_ratio=1.5, **TINY_SR).to("cuda"))
+    assert _activation_classes(model) == {Activation1d}
+
+
+def test_pipelines_switch_their_models_to_the_fast_activations():
+    from hierspeech2.pipelines import SuperResolution
+
+    model = SpeechSR(upsample_ratio=1.5, **TINY_SR)
+    SuperResolution(model)
+    assert _activation_classes(model) == {PolyphaseActivation1d}
 
 
 def test_time_major_activation_equals_reference(small_chunks):
     module = _randomise(Activation1d(SnakeBeta(6, log_scale=True)).double())
     x = torch.randn(3, 6, 200, dtype=torch.float64)
     with torch.inference_mode():
-        fast = module.forward_time_major(x.transpose(1, 2).contiguous()).transpose(1, 2)
+        fast = _polyphase_copy(module).forward_time_major(x.transpose(1, 2).contiguous()).transpose(1, 2)
         reference = module.reference_forward(x)
     assert _max_error(fast, reference) < EXACT
 
@@ -114,6 +275,9 @@ def test_fast_path_needs_no_gradient_and_can_be_switched_off():
     assert fast_paths_enabled()
     with reference_arithmetic():
         assert not fast_paths_enabled()
+        # the polyphase class computes the reference here, gradients included
+        fast = _polyphase_copy(module)
+        assert torch.equal(fast(x), module.reference_forward(x))
     assert fast_paths_enabled()
 
 
@@ -167,9 +331,9 @@ def test_chunked_upsampler_equals_reference(small_chunks, kwargs):
     fast, reference = _both(model.features, x, style)
     assert _max_error(fast, reference) < EXACT
     with torch.inference_mode():
-        stage_fast = model.stage(0, model.conv_pre(x))
+        stage_fast = use_fast_activations(model).stage(0, model.conv_pre(x))
         with reference_arithmetic():
-            stage_reference = model.stage(0, model.conv_pre(x))
+            stage_reference = use_fast_activations(model, enabled=False).stage(0, model.conv_pre(x))
     assert _max_error(stage_fast, stage_reference) < EXACT
 
 

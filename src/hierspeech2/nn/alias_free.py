@@ -5,12 +5,20 @@ a windowed-sinc upsampler and low-pass downsampler keeps them from folding back 
 The Kaiser-windowed sinc filters are persistent buffers named ``filter`` (``upsample.filter``,
 ``downsample.lowpass.filter``) because the released checkpoints store them.
 
-Inference takes a polyphase path (:meth:`Activation1d.forward`): the ×2 upsampled signal is
-kept as its two phases, each a 6-tap filter of the input; the snake's α and 1/β are folded
-into those taps; the decimating low-pass reads the phases directly. It runs over time chunks
-that stay in cache. The official path (depthwise transposed conv on a replicate-padded input,
-snake, depthwise strided conv) spends most of its time moving 2× data through memory; the
-two agree to float rounding, edges included (the replicate padding is reproduced exactly).
+Two classes compute the activation, with the same parameters, buffers and state-dict keys:
+
+- :class:`Activation1d` is the reference: the official arithmetic (depthwise transposed conv on
+  a replicate-padded input, snake, depthwise strided conv), differentiable, for training and as
+  the ground truth of every parity test.
+- :class:`PolyphaseActivation1d` is its drop-in for inference on CPU: the ×2 upsampled signal
+  is kept as its two phases, each a 6-tap filter of the input; the snake's α and 1/β are folded
+  into those taps; the decimating low-pass reads the phases directly, over time chunks that
+  stay in cache. The reference spends most of its time moving 2× data through memory; the two
+  agree to float rounding, edges included (the replicate padding is reproduced exactly).
+
+Nothing switches between them at run time: :func:`hierspeech2.nn.inference.use_fast_activations`
+swaps a model's activations explicitly (the pipelines do, for the devices where the polyphase
+path is measured faster), and back.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .activations import _DIV_EPS, Snake, SnakeBeta
-from .inference import balanced_chunk, use_fast_path
+from .inference import balanced_chunk, fast_paths_enabled
 
 DEFAULT_KERNEL_SIZE = 12  # BigVGAN's anti-aliasing filter length for a ratio of 2 (6 taps per unit of ratio)
 # Elements (batch × channels × time) per chunk of the polyphase path: the upsampled chunk
@@ -130,7 +138,11 @@ class DownSample1d(nn.Module):
 
 
 class Activation1d(nn.Module):
-    """Apply ``activation`` at an upsampled rate, then return to the input rate: [B, C, T] → [B, C, T]."""
+    """Apply ``activation`` at an upsampled rate, then return to the input rate: [B, C, T] → [B, C, T].
+
+    The reference arithmetic, in training and inference alike; :class:`PolyphaseActivation1d`
+    is the fast drop-in for inference.
+    """
 
     def __init__(
         self,
@@ -147,6 +159,11 @@ class Activation1d(nn.Module):
         self._plan = _polyphase_plan(self.upsample, self.downsample) if up_ratio == down_ratio else None
 
     @property
+    def has_polyphase_form(self) -> bool:
+        """Whether :class:`PolyphaseActivation1d` can compute this activation (equal up and down ratios)."""
+        return self._plan is not None
+
+    @property
     def halo(self) -> int:
         """Input samples either side of an output sample that it depends on (an upper bound)."""
         plan = self._plan
@@ -158,19 +175,64 @@ class Activation1d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, T] → [B, C, T] (for equal up and down ratios)."""
-        if self._plan is not None and x.shape[-1] > 0 and use_fast_path(x):
-            return self._polyphase(x.transpose(1, 2)).transpose(1, 2)
         return self.reference_forward(x)
 
     def forward_time_major(self, x: Tensor) -> Tensor:
-        """The fast path on a time-major tensor [B, T, C] → [B, T, C] (inference only)."""
-        if self._plan is None:
-            return self.reference_forward(x.transpose(1, 2)).transpose(1, 2)
-        return self._polyphase(x)
+        """The same function on a time-major tensor: [B, T, C] → [B, T, C]."""
+        return self.reference_forward(x.transpose(1, 2)).transpose(1, 2)
 
     def reference_forward(self, x: Tensor) -> Tensor:
         """The official arithmetic: upsample, activate, downsample."""
         return self.downsample(self.act(self.upsample(x)))
+
+
+class PolyphaseActivation1d(Activation1d):
+    """:class:`Activation1d` by polyphase filtering (inference only): same arguments, parameters and state-dict keys.
+
+    Tuned for oneDNN's channels-last depthwise convolutions on CPU. It refuses to run where a
+    gradient is needed (its folded taps are built without one); inside
+    :func:`~hierspeech2.nn.inference.reference_arithmetic` it computes the reference instead.
+    Swap a model's activations with :func:`~hierspeech2.nn.inference.use_fast_activations`.
+    """
+
+    def __init__(
+        self,
+        activation: nn.Module,
+        up_ratio: int = 2,
+        down_ratio: int = 2,
+        up_kernel_size: int = DEFAULT_KERNEL_SIZE,
+        down_kernel_size: int = DEFAULT_KERNEL_SIZE,
+    ) -> None:
+        if up_ratio != down_ratio:
+            raise ValueError(
+                f"PolyphaseActivation1d needs equal up and down ratios, got up_ratio={up_ratio}, "
+                f"down_ratio={down_ratio}; use Activation1d for unequal ones"
+            )
+        super().__init__(activation, up_ratio, down_ratio, up_kernel_size, down_kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, C, T] → [B, C, T]."""
+        if not fast_paths_enabled() or x.shape[-1] == 0:
+            return self.reference_forward(x)
+        self._refuse_gradient(x)
+        return self._polyphase(x.transpose(1, 2)).transpose(1, 2)
+
+    def forward_time_major(self, x: Tensor) -> Tensor:
+        """[B, T, C] → [B, T, C] (any strides)."""
+        if not fast_paths_enabled() or x.shape[1] == 0:
+            return super().forward_time_major(x)
+        self._refuse_gradient(x)
+        return self._polyphase(x)
+
+    def _refuse_gradient(self, x: Tensor) -> None:
+        needs_grad = x.requires_grad or any(p.requires_grad for p in self.act.parameters())
+        if torch.is_grad_enabled() and needs_grad:
+            raise RuntimeError(
+                "PolyphaseActivation1d is for inference: its filter taps are built without gradient, so "
+                "training through it would drop the gradients of its input and of the snake's parameters. "
+                "Run it under torch.inference_mode() (or no_grad), or switch the model back to the reference "
+                "activations first: hierspeech2.nn.inference.use_fast_activations(model, enabled=False)"
+            )
 
     def _polyphase(self, x: Tensor) -> Tensor:
         """[B, T, C] → [B, T, C] (any strides) by per-phase depthwise convolutions over time chunks."""

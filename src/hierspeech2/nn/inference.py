@@ -1,9 +1,16 @@
 """Inference-time switches: the fast arithmetic paths and weight-norm folding.
 
-Fast paths (the polyphase alias-free activation, the time-chunked AMP stacks) compute the
-same function as the official arithmetic with operations reordered, so results differ only
-by float rounding. They run whenever no gradient is needed; inside :func:`reference_arithmetic`
-every block takes its official-arithmetic path instead (for tests and side-by-side timing).
+Fast paths compute the same function as the official arithmetic with operations reordered, so
+results differ only by float rounding:
+
+- The polyphase alias-free activation is its own class,
+  :class:`~hierspeech2.nn.alias_free.PolyphaseActivation1d`. :func:`use_fast_activations`
+  swaps a model's activations to it and back, explicitly; the pipelines do so for their models.
+- The time-chunked AMP stacks (:class:`~hierspeech2.nn.upsampler.Upsampler`) run whenever no
+  gradient is needed.
+
+Inside :func:`reference_arithmetic` every block takes its official-arithmetic path instead (for
+tests and side-by-side timing).
 
 :func:`fuse_weight_norm` folds every weight-norm parametrization into a plain weight, so
 inference stops recomputing ``g · v / ‖v‖`` on each call. It is one-way: the fused model
@@ -28,6 +35,10 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _FAST_PATHS = contextvars.ContextVar("hierspeech2_fast_paths", default=True)
 _FUSED_FLAG = "_hierspeech2_weight_norm_fused"
+# Device types on which PolyphaseActivation1d is measured faster than the reference: oneDNN's
+# channels-last depthwise kernels on CPU (benchmarks/inference.py). Elsewhere, CUDA included, the
+# reference stays until the polyphase path is measured faster there.
+POLYPHASE_DEVICE_TYPES = frozenset({"cpu"})
 
 
 def fast_paths_enabled() -> bool:
@@ -38,6 +49,34 @@ def fast_paths_enabled() -> bool:
 def use_fast_path(x: Tensor) -> bool:
     """A block's fast path applies: enabled, and no gradient flows (``inference_mode``/``no_grad`` or a leaf input)."""
     return _FAST_PATHS.get() and not (torch.is_grad_enabled() and x.requires_grad)
+
+
+def use_fast_activations(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Swap the alias-free activations under ``model`` to the polyphase class (or back), in place; returns ``model``.
+
+    In place: each activation keeps its identity, parameters, buffers, hooks and state-dict keys,
+    only the class computing it changes (:class:`~hierspeech2.nn.alias_free.Activation1d` ⇄
+    :class:`~hierspeech2.nn.alias_free.PolyphaseActivation1d`). An activation becomes polyphase
+    only where that is measured faster (its buffers on a device type in
+    :data:`POLYPHASE_DEVICE_TYPES`) and possible (equal up and down ratios); the others stay the
+    reference. The choice follows the devices at the time of the call: call it again after moving
+    the model. The polyphase class is for inference; switch back before training.
+    """
+    from .alias_free import Activation1d, PolyphaseActivation1d  # alias_free imports this module
+
+    for module in model.modules():
+        if type(module) not in (Activation1d, PolyphaseActivation1d):
+            continue
+        fast = (
+            enabled
+            and module.has_polyphase_form
+            and module.upsample.filter.device.type in POLYPHASE_DEVICE_TYPES
+        )
+        # Same attributes in both classes, so swapping the class is the whole change; the
+        # polyphase taps cached for the old parameters go.
+        module.__class__ = PolyphaseActivation1d if fast else Activation1d
+        module.__dict__.pop("_weights_cache", None)
+    return model
 
 
 def balanced_chunk(length: int, target: int) -> int:

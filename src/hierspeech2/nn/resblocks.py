@@ -12,7 +12,8 @@ Every convolution is weight-normalised (``parametrizations.weight.original0/1``)
 
 For inference :meth:`ResBlock.forward_time_major` runs the block on time-major [B, T, C]
 tensors: oneDNN's convolutions are about twice as fast on that (channels-last) layout as on
-[B, C, T] at these widths, and the polyphase activations read it just as well.
+[B, C, T] at these widths, and :class:`~hierspeech2.nn.alias_free.PolyphaseActivation1d` (swapped in
+for inference by :func:`~hierspeech2.nn.inference.use_fast_activations`) reads it just as well.
 """
 
 from __future__ import annotations

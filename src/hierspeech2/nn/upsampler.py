@@ -36,7 +36,9 @@ residual blocks on time-major chunks of about :data:`STAGE_CHUNK_ELEMENTS` value
 of the blocks' receptive radius on each side, so every intermediate stays in cache and no
 large buffer is allocated per operation; the last stage also carries the post activation and
 ``conv_post``. Chunk seams are exact (each chunk sees all the input its kept outputs depend
-on; the true signal edges keep their padding), so only float rounding differs.
+on; the true signal edges keep their padding), so only float rounding differs. The alias-free
+activations in those chunks are the reference ones until
+:func:`~hierspeech2.nn.inference.use_fast_activations` swaps in the polyphase class.
 """
 
 from __future__ import annotations
