@@ -52,8 +52,12 @@ def test_key_mapping_round_trips_and_renames_weight_norm() -> None:
     official = official_toy_state()
     native = official_to_native(official, Toy.OFFICIAL_PREFIXES)
     assert set(native) == {
-        "prior_encoder.weight", "prior_encoder.bias", "generator.0.parametrizations.weight.original0",
-        "generator.0.parametrizations.weight.original1", "generator.0.bias", "filter",
+        "prior_encoder.weight",
+        "prior_encoder.bias",
+        "generator.0.parametrizations.weight.original0",
+        "generator.0.parametrizations.weight.original1",
+        "generator.0.bias",
+        "filter",
     }
     back = native_to_official(native, Toy.OFFICIAL_PREFIXES)
     assert back.keys() == official.keys()
@@ -71,7 +75,11 @@ def test_from_official_loads_detects_config_and_round_trips(tmp_path) -> None:
     assert exported.keys() == official.keys()
     assert all(torch.equal(exported[k], official[k]) for k in official)
     x = torch.randn(1, 5, 7)
-    legacy = official["dec.0.weight_g"] * official["dec.0.weight_v"] / official["dec.0.weight_v"].norm(dim=(1, 2), keepdim=True)
+    legacy = (
+        official["dec.0.weight_g"]
+        * official["dec.0.weight_v"]
+        / official["dec.0.weight_v"].norm(dim=(1, 2), keepdim=True)
+    )
     expected = nn.functional.conv1d(x, legacy, official["dec.0.bias"])
     assert torch.allclose(model.generator(x), expected, atol=1e-6)
 
@@ -81,7 +89,10 @@ def test_from_official_loads_detects_config_and_round_trips(tmp_path) -> None:
     [
         (lambda s: s.pop("enc_p.bias"), r"1 missing key\(s\): enc_p.bias"),
         (lambda s: s.update({"dec.9.weight": torch.zeros(1)}), r"1 unexpected key\(s\): dec.9.weight"),
-        (lambda s: s.update({"enc_p.bias": torch.zeros(4)}), r"shape mismatch.*enc_p.bias \(checkpoint \(4,\), model \(3,\)\)"),
+        (
+            lambda s: s.update({"enc_p.bias": torch.zeros(4)}),
+            r"shape mismatch.*enc_p.bias \(checkpoint \(4,\), model \(3,\)\)",
+        ),
     ],
 )
 def test_strict_loading_lists_bad_keys(edit, message) -> None:

@@ -302,7 +302,16 @@ def test_tts_in_half_precision_keeps_text_to_vec_in_float32(work: Path, capsys, 
 
     monkeypatch.setattr(pipelines.TextToSpeech, "__init__", spy)
     output = work / "half.wav"
-    arguments = ["tts", "Hello.", "--prompt", str(work / "clip1.wav"), "-o", str(output), "--output-rate", "16000"]
+    arguments = [
+        "tts",
+        "Hello.",
+        "--prompt",
+        str(work / "clip1.wav"),
+        "-o",
+        str(output),
+        "--output-rate",
+        "16000",
+    ]
     arguments += ["--dtype", "float16", "--seed", "0", "--denoise-ratio", "0", *tiny(work, "backbone", "ttv")]
     assert command.main(arguments) == 0, capsys.readouterr().err
     assert seen == {"ttv": torch.float32, "backbone": torch.float16}

@@ -94,18 +94,45 @@ def test_super_resolution_from_any_rate() -> None:
 # --- tiny models, real audio: the whole VC / TTS pipelines end to end -------------------------
 
 TINY_BACKBONE = {
-    "spec_channels": 9, "semantic_channels": 32, "inter_channels": 8, "hidden_channels": 8, "filter_channels": 16,
-    "resblock_kernel_sizes": (3,), "resblock_dilation_sizes": ((1, 3),), "upsample_rates": (4, 5, 4, 4),
-    "upsample_initial_channel": 32, "upsample_kernel_sizes": (8, 11, 8, 8), "gin_channels": 8, "prosody_size": 4,
-    "style_hidden_channels": 8, "posterior_layers": 1, "prior_layers": 1, "flow_layers": 1, "n_flows": 1,
-    "audio_encoder_channels": (4, 4, 4, 8), "audio_downsample_rates": (8, 5, 8),
+    "spec_channels": 9,
+    "semantic_channels": 32,
+    "inter_channels": 8,
+    "hidden_channels": 8,
+    "filter_channels": 16,
+    "resblock_kernel_sizes": (3,),
+    "resblock_dilation_sizes": ((1, 3),),
+    "upsample_rates": (4, 5, 4, 4),
+    "upsample_initial_channel": 32,
+    "upsample_kernel_sizes": (8, 11, 8, 8),
+    "gin_channels": 8,
+    "prosody_size": 4,
+    "style_hidden_channels": 8,
+    "posterior_layers": 1,
+    "prior_layers": 1,
+    "flow_layers": 1,
+    "n_flows": 1,
+    "audio_encoder_channels": (4, 4, 4, 8),
+    "audio_downsample_rates": (8, 5, 8),
     "audio_downsample_kernel_sizes": (16, 10, 16),
 }
 TINY_TTV = {
-    "semantic_channels": 32, "inter_channels": 16, "hidden_channels": 16, "style_channels": 8, "style_hidden_channels": 16,
-    "text_filter_channels": 32, "text_heads": 2, "text_layers": 1, "posterior_layers": 1, "flow_layers": 1, "flow_count": 1,
-    "flow_heads": 2, "decoder_hidden_channels": 16, "decoder_layers": 1, "duration_filter_channels": 16,
-    "duration_flows": 2, "pitch_channels": 16,
+    "semantic_channels": 32,
+    "inter_channels": 16,
+    "hidden_channels": 16,
+    "style_channels": 8,
+    "style_hidden_channels": 16,
+    "text_filter_channels": 32,
+    "text_heads": 2,
+    "text_layers": 1,
+    "posterior_layers": 1,
+    "flow_layers": 1,
+    "flow_count": 1,
+    "flow_heads": 2,
+    "decoder_hidden_channels": 16,
+    "decoder_layers": 1,
+    "duration_filter_channels": 16,
+    "duration_flows": 2,
+    "pitch_channels": 16,
 }
 
 
@@ -117,9 +144,17 @@ def tiny_parts():
 
     torch.manual_seed(0)
     encoder = SemanticEncoder.from_config(
-        Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                       conv_dim=(8,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
-                       do_stable_layer_norm=True, feat_extract_norm="layer"),
+        Wav2Vec2Config(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            conv_dim=(8,) * 7,
+            num_conv_pos_embeddings=8,
+            num_conv_pos_embedding_groups=2,
+            do_stable_layer_norm=True,
+            feat_extract_norm="layer",
+        ),
         layer=2,
     )
     return HierSpeech2(**TINY_BACKBONE).eval(), TextToVec(**TINY_TTV).eval(), encoder
@@ -177,8 +212,9 @@ def test_voice_conversion_of_silence_warns_and_still_renders(tiny_parts, utteran
 
 def test_text_to_speech_end_to_end(tiny_parts, utterances) -> None:
     backbone, ttv, _ = tiny_parts
-    tts = TextToSpeech(ttv, backbone, output_rate=16_000, noise_scale_ttv=0.0, noise_scale_vc=0.0,
-                       noise_scale_w=0.0)
+    tts = TextToSpeech(
+        ttv, backbone, output_rate=16_000, noise_scale_ttv=0.0, noise_scale_vc=0.0, noise_scale_w=0.0
+    )
     audio, rate = tts("Hello there, this is a test.", utterances[2])
     slower, _ = tts("Hello there, this is a test.", utterances[2], length_scale=2.0)
     assert rate == 16_000
@@ -195,7 +231,9 @@ def test_f0_extractor_names_resolve_to_the_inference_setting(monkeypatch) -> Non
     assert pipelines.inference_f0_extractor("yaapt") is pipelines.yaapt_f0
     calls = []
     monkeypatch.setattr(
-        pipelines, "extract_f0", lambda wav, method, variant: calls.append((method, variant)) or torch.ones(1, 1, 4)
+        pipelines,
+        "extract_f0",
+        lambda wav, method, variant: calls.append((method, variant)) or torch.ones(1, 1, 4),
     )
     assert pipelines.inference_f0_extractor("praat")(torch.zeros(320)).shape == (4,)
     assert calls == [("praat", "inference")]

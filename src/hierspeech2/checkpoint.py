@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 PrefixTable = Sequence[tuple[str, str]]
 """Pairs ``(official_prefix, native_prefix)``, e.g. ``("enc_p_l.", "perturbed_prior_encoder.")``."""
 
-_LEGACY_TO_PARAMETRIZED = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+_LEGACY_TO_PARAMETRIZED = {
+    "weight_g": "parametrizations.weight.original0",
+    "weight_v": "parametrizations.weight.original1",
+}
 _PARAMETRIZED_TO_LEGACY = {v: k for k, v in _LEGACY_TO_PARAMETRIZED.items()}
 _MAX_LISTED_KEYS = 20
 
@@ -160,7 +163,8 @@ def check_state_dict(
         problems.append(f"{len(mis_shaped)} shape mismatch(es): {_listing(mis_shaped)}")
     if problems:
         raise CheckpointError(
-            f"{what} does not fit {type(module).__name__}: " + "; ".join(problems)
+            f"{what} does not fit {type(module).__name__}: "
+            + "; ".join(problems)
             + ". Is this the right model family and configuration?"
         )
 
@@ -217,7 +221,9 @@ class OfficialCheckpointMixin:
 
     @classmethod
     def from_official(  # noqa: PYI019 (typing.Self needs Python 3.11)
-        cls: type[M], path_or_state_dict: str | os.PathLike | Mapping[str, Tensor], config: Mapping[str, Any] | None = None
+        cls: type[M],
+        path_or_state_dict: str | os.PathLike | Mapping[str, Tensor],
+        config: Mapping[str, Any] | None = None,
     ) -> M:
         """Build the model and load an official checkpoint (path or state dict) strictly; eval mode."""
         if isinstance(path_or_state_dict, Mapping):
@@ -370,7 +376,9 @@ def _json_to_constructor(value: Any) -> Any:
     return value
 
 
-def load_native_weights(path: str | os.PathLike, module: nn.Module, map_location: str | torch.device = "cpu") -> None:
+def load_native_weights(
+    path: str | os.PathLike, module: nn.Module, map_location: str | torch.device = "cpu"
+) -> None:
     """Load ``model.safetensors`` into ``module`` strictly (every bad key listed), without unpickling anything."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -557,7 +565,9 @@ class NativeCheckpointMixin(
 
         assert isinstance(self, nn.Module)
         # clone: safetensors refuses tensors that share storage (views, tied weights)
-        state = {key: value.detach().to("cpu").clone().contiguous() for key, value in self.state_dict().items()}
+        state = {
+            key: value.detach().to("cpu").clone().contiguous() for key, value in self.state_dict().items()
+        }
         metadata = {"format": "pt", NATIVE_CLASS_KEY: type(self).__name__}
         save_file(state, str(Path(save_directory) / NATIVE_WEIGHTS_FILE), metadata=metadata)
 

@@ -185,7 +185,9 @@ def inference_f0_extractor(method: str | F0Extractor) -> F0Extractor:
     if method == "yaapt":
         return yaapt_f0
     if method not in F0_METHODS:
-        raise ValueError(f"unknown F0 method {method!r}; choose one of {', '.join(F0_METHODS)} or pass a callable")
+        raise ValueError(
+            f"unknown F0 method {method!r}; choose one of {', '.join(F0_METHODS)} or pass a callable"
+        )
     return functools.partial(_named_f0, method=method)
 
 

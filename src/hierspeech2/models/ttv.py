@@ -388,7 +388,9 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         lengths = prompt_mel_lengths.clamp(1, prompt_mel.shape[-1])
         # The style encoder masks after every block and pools over valid frames only, so a
         # padded row's style equals its prompt's alone (tests/nn/test_style.py).
-        style = self.style_encoder(prompt_mel, length_mask(lengths, prompt_mel.shape[-1], dtype=prompt_mel.dtype))
+        style = self.style_encoder(
+            prompt_mel, length_mask(lengths, prompt_mel.shape[-1], dtype=prompt_mel.dtype)
+        )
         if rows == 2 * batch_size:
             original, denoised = rearrange(style, "(b two) s -> two b s", two=2)
             style = (1 - denoise_ratio) * original + denoise_ratio * denoised

@@ -290,7 +290,9 @@ class Upsampler(nn.Module):
 def _chunked_time_major(run: Callable[[Tensor], Tensor], x: Tensor, halo: int) -> Tensor:
     """``run`` (a local, length-preserving map on [B, T, C]) over overlapping chunks of ``x`` [B, C, T] → [B, T, C']."""
     batch, channels, length = x.shape
-    chunk = balanced_chunk(length, max(_MIN_CHUNK_HALOS * halo, STAGE_CHUNK_ELEMENTS // max(1, batch * channels), 1))
+    chunk = balanced_chunk(
+        length, max(_MIN_CHUNK_HALOS * halo, STAGE_CHUNK_ELEMENTS // max(1, batch * channels), 1)
+    )
     time_major = x.transpose(1, 2)
     if chunk >= length:
         return run(time_major.contiguous())
