@@ -1,6 +1,5 @@
 import hashlib
 import json
-import os
 import pickle
 import stat
 from pathlib import Path
@@ -137,15 +136,6 @@ def test_check_state_dict_accepts_exact_match() -> None:
 
 
 # ------------------------------------------------------------------ native folders: modes, model card
-
-
-@pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
-def umask(request):
-    previous = os.umask(request.param)
-    try:
-        yield request.param
-    finally:
-        os.umask(previous)
 
 
 def assert_modes_follow_umask(folder: Path, umask: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 
 import pytest
@@ -40,15 +39,6 @@ def test_mismatched_weights_are_reported(tmp_path) -> None:
     torch.save({"state_dict": {"model.generator.conv_pre.bias": torch.zeros(3)}, EXPORT_KEY: record}, path)
     with pytest.raises(CheckpointError, match="do not fit SpeechSR"):
         export(path, tmp_path / "out")
-
-
-@pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
-def umask(request):
-    previous = os.umask(request.param)
-    try:
-        yield request.param
-    finally:
-        os.umask(previous)
 
 
 def lightning_checkpoint(path, model, global_step: int, epoch: int) -> None:
