@@ -20,10 +20,13 @@ voice conversion.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import threading
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -37,11 +40,14 @@ if TYPE_CHECKING:
     from swift_f0 import SwiftF0
 
 __all__ = [
+    "F0_EXTRACTORS",
     "F0_MAX_HZ",
     "F0_METHODS",
     "F0_MIN_HZ",
     "YAAPT_MIN_SAMPLES",
+    "F0Track",
     "extract_f0",
+    "f0_extractor",
     "praat_f0",
     "swift_f0",
     "yaapt",
@@ -296,7 +302,51 @@ def _swift_row(
 
 
 F0_METHODS = ("yaapt", "swift", "praat")
+VARIANTS: tuple[Variant, ...] = ("inference", "training")
 _EXTRACTORS = {"yaapt": yaapt, "swift": swift_f0, "praat": praat_f0}
+
+
+@dataclass(frozen=True)
+class F0Track:
+    """One (method, variant) as a picklable callable: 16 kHz ``[N]`` → F0 in Hz ``[ceil(N / 80)]``."""
+
+    method: str
+    variant: Variant
+
+    def __call__(self, wav: Tensor) -> Tensor:
+        return _EXTRACTORS[self.method](wav, variant=self.variant).reshape(-1)
+
+
+F0_EXTRACTORS: dict[tuple[str, Variant], F0Track] = {
+    (method, variant): F0Track(method, variant) for method in F0_METHODS for variant in VARIANTS
+}
+"""The one dispatch table of F0 extractors, keyed by (method, variant)."""
+
+
+def f0_extractor(spec: str | Callable[[Tensor], Tensor], variant: Variant) -> Callable[[Tensor], Tensor]:
+    """Resolve an F0 extractor from a callable, a method name or a ``"package.module:function"`` path.
+
+    A bare method name (``"yaapt"``) takes ``variant``; ``"yaapt-inference"`` or
+    ``"swift-training"`` name the variant explicitly. A callable is returned as it is.
+    """
+    if callable(spec):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"an F0 extractor is a name or a callable, not {type(spec).__name__}")
+    method, _, named_variant = spec.partition("-")
+    if method in F0_METHODS and named_variant in ("", *VARIANTS):
+        return F0_EXTRACTORS[(method, named_variant or variant)]
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        names = [*F0_METHODS, *(f"{m}-{v}" for m in F0_METHODS for v in VARIANTS)]
+        raise ValueError(f"unknown F0 extractor {spec!r}; use one of {', '.join(names)} or 'package.module:function'")
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot import F0 extractor {spec!r}: {error}") from error
+    if not callable(function):
+        raise TypeError(f"F0 extractor {spec!r} is not callable; name a function")
+    return function
 
 
 def extract_f0(
