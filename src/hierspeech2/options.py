@@ -1,0 +1,181 @@
+"""The options of each pipeline, with their defaults in one place.
+
+One frozen dataclass per pipeline. The pipelines take one (or its fields as keywords), their calls
+take per-call overrides of the :data:`CALL_FIELDS`, and the ``hierspeech2`` command builds its
+flags and defaults from the same classes. This module imports no torch, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+
+from .constants import OUTPUT_RATES
+
+__all__ = [
+    "DEFAULT_NOISE_SCALE",
+    "OFFICIAL_DENOISE_RATIO",
+    "SCALE_NORMS",
+    "ScaleNorm",
+    "SuperResolutionOptions",
+    "TextToSpeechOptions",
+    "VoiceConversionOptions",
+]
+
+ScaleNorm = Literal["max", "prompt", "none"]
+SCALE_NORMS: tuple[str, ...] = ("max", "prompt", "none")
+DEFAULT_NOISE_SCALE = 0.333
+"""The official inference scripts' noise scale of the TTV and backbone priors."""
+OFFICIAL_DENOISE_RATIO = 0.8
+"""The official inference scripts' ``--denoise_ratio``: the default whenever a denoiser is configured."""
+F0_METHOD_NAMES: tuple[str, ...] = ("yaapt", "swift", "praat")
+""":data:`hierspeech2.pitch.F0_METHODS`, restated so that this module needs no torch (a test keeps them equal)."""
+MAX_PIECE_CHARS = 200
+"""Longest text piece for one TTV call: the official scripts' practical limit."""
+
+
+@dataclass(frozen=True)
+class _PipelineOptions:
+    CALL_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Fields a single call may override."""
+
+    def __post_init__(self) -> None:
+        if self.scale_norm not in SCALE_NORMS:
+            raise ValueError(f"scale_norm must be one of {', '.join(SCALE_NORMS)}, got {self.scale_norm!r}")
+        _check_int("batch_size", self.batch_size, minimum=1)
+        rate = getattr(self, "output_rate", None)
+        if rate is not None and rate not in OUTPUT_RATES:
+            raise ValueError(f"output_rate must be one of {', '.join(map(str, OUTPUT_RATES))}, got {rate!r}")
+        ratio = getattr(self, "denoise_ratio", None)
+        if ratio is not None:
+            _check_float("denoise_ratio", ratio, 0.0, 1.0)
+        for name in ("noise_scale", "noise_scale_ttv", "noise_scale_vc", "noise_scale_w"):
+            if hasattr(self, name):
+                _check_float(name, getattr(self, name), 0.0, None)
+        if hasattr(self, "length_scale"):
+            _check_float("length_scale", self.length_scale, 0.0, None, open_low=True)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default of field ``name``."""
+        return next(field.default for field in dataclasses.fields(cls) if field.name == name)
+
+    def updated(self, overrides: Mapping[str, Any] | None = None, /, **more: Any) -> Self:
+        """A copy with the given fields replaced; ``None`` values keep the current value; unknown names are an error."""
+        changes = {**(overrides or {}), **more}
+        unknown = sorted(changes.keys() - set(self.field_names()))
+        if unknown:
+            raise TypeError(
+                f"unknown {type(self).__name__} field(s) {unknown}; known: {sorted(self.field_names())}"
+            )
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def for_call(self, overrides: Mapping[str, Any]) -> Self:
+        """The options of one call: only :attr:`CALL_FIELDS` may be overridden per call."""
+        unknown = sorted(overrides.keys() - set(self.CALL_FIELDS))
+        if unknown:
+            raise TypeError(f"unknown setting(s) {unknown}; known: {sorted(self.CALL_FIELDS)}")
+        return self.updated(overrides)
+
+
+@dataclass(frozen=True)
+class SuperResolutionOptions(_PipelineOptions):
+    """:class:`~hierspeech2.pipelines.SuperResolution`.
+
+    Attributes:
+        scale_norm: "max" (peak 0.999, official), "prompt" (the input's peak) or "none".
+        batch_size: windows per model call.
+    """
+
+    scale_norm: ScaleNorm = "max"
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class VoiceConversionOptions(_PipelineOptions):
+    """:class:`~hierspeech2.pipelines.VoiceConversion`.
+
+    Attributes:
+        output_rate: 16000, 24000 or 48000; None takes the SpeechSR's rate (16000 without one).
+        noise_scale: prior noise of the backbone (0: deterministic).
+        denoise_ratio: weight of the denoised prompt's style, 0–1; None takes
+            :data:`OFFICIAL_DENOISE_RATIO` with a denoiser, 0 without.
+        scale_norm: "max" (peak 0.999, official), "prompt" (the prompt's peak) or "none".
+        f0_extractor: a name from :data:`hierspeech2.pitch.F0_METHODS` ("yaapt", official) or a
+            callable ``[N] → Hz [N / 80]``.
+        batch_size: windows per model call.
+    """
+
+    CALL_FIELDS: ClassVar[tuple[str, ...]] = ("noise_scale", "denoise_ratio")
+
+    output_rate: int | None = None
+    noise_scale: float = DEFAULT_NOISE_SCALE
+    denoise_ratio: float | None = None
+    scale_norm: ScaleNorm = "max"
+    f0_extractor: Any = "yaapt"
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class TextToSpeechOptions(_PipelineOptions):
+    """:class:`~hierspeech2.pipelines.TextToSpeech`.
+
+    Attributes:
+        output_rate: 16000, 24000 or 48000; None takes the SpeechSR's rate (16000 without one).
+        noise_scale_ttv: prior noise of the text-to-vec model.
+        noise_scale_vc: prior noise of the backbone.
+        noise_scale_w: noise of the stochastic duration predictor.
+        length_scale: speaking time (> 1 slower, < 1 faster).
+        denoise_ratio: as :class:`VoiceConversionOptions`.
+        scale_norm: as :class:`VoiceConversionOptions`.
+        max_piece_chars: longest text piece for one TTV call.
+        batch_size: text pieces per TTV call.
+    """
+
+    CALL_FIELDS: ClassVar[tuple[str, ...]] = (
+        "noise_scale_ttv",
+        "noise_scale_vc",
+        "noise_scale_w",
+        "length_scale",
+        "denoise_ratio",
+    )
+
+    output_rate: int | None = None
+    noise_scale_ttv: float = DEFAULT_NOISE_SCALE
+    noise_scale_vc: float = DEFAULT_NOISE_SCALE
+    noise_scale_w: float = 1.0
+    length_scale: float = 1.0
+    denoise_ratio: float | None = None
+    scale_norm: ScaleNorm = "max"
+    max_piece_chars: int = MAX_PIECE_CHARS
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int("max_piece_chars", self.max_piece_chars, minimum=1)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float | None, open_low: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    too_low = value <= low if open_low else value < low
+    if math.isnan(value) or too_low or (high is not None and value > high):
+        bound = f"> {low}" if open_low else f"≥ {low}"
+        span = f"in [{low}, {high}]" if high is not None else bound
+        raise ValueError(f"{name} must be {span}, got {value}")
