@@ -36,7 +36,10 @@ DEFAULT_NOISE_SCALE = 0.333
 OFFICIAL_DENOISE_RATIO = 0.8
 """The official inference scripts' ``--denoise_ratio``: the default whenever a denoiser is configured."""
 F0_METHOD_NAMES: tuple[str, ...] = ("yaapt", "swift", "praat")
-""":data:`hierspeech2.pitch.F0_METHODS`, restated so that this module needs no torch (a test keeps them equal)."""
+"""Restates :data:`hierspeech2.pitch.F0_METHODS` so that this module needs no torch.
+
+A test keeps the two equal.
+"""
 MAX_PIECE_CHARS = 200
 """Longest text piece for one TTV call: the official scripts' practical limit."""
 
@@ -72,7 +75,10 @@ class _PipelineOptions:
         return next(field.default for field in dataclasses.fields(cls) if field.name == name)
 
     def updated(self, overrides: Mapping[str, Any] | None = None, /, **more: Any) -> Self:
-        """A copy with the given fields replaced; ``None`` values keep the current value; unknown names are an error."""
+        """A copy with the given fields replaced.
+
+        ``None`` values keep the current value; unknown names are an error.
+        """
         changes = {**(overrides or {}), **more}
         unknown = sorted(changes.keys() - set(self.field_names()))
         if unknown:

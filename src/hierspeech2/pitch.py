@@ -339,7 +339,9 @@ def f0_extractor(spec: str | Callable[[Tensor], Tensor], variant: Variant) -> Ca
     module_name, _, attribute = spec.partition(":")
     if not attribute:
         names = [*F0_METHODS, *(f"{m}-{v}" for m in F0_METHODS for v in VARIANTS)]
-        raise ValueError(f"unknown F0 extractor {spec!r}; use one of {', '.join(names)} or 'package.module:function'")
+        raise ValueError(
+            f"unknown F0 extractor {spec!r}; use one of {', '.join(names)} or 'package.module:function'"
+        )
     try:
         function = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
@@ -355,7 +357,10 @@ def extract_f0(
     variant: Variant = "inference",
     sample_rate: int = MODEL_SAMPLE_RATE,
 ) -> Tensor:
-    """F0 in Hz (0 = unvoiced) by ``method``, one of :data:`F0_METHODS`: ``[N]``/``[B, N]`` → ``[B, 1, ceil(N / 80)]``."""
+    """F0 in Hz (0 = unvoiced) by ``method``, one of :data:`F0_METHODS`.
+
+    ``[N]``/``[B, N]`` → ``[B, 1, ceil(N / 80)]``.
+    """
     if method not in _EXTRACTORS:
         raise ValueError(f"unknown F0 method {method!r}; use one of {', '.join(F0_METHODS)}")
     return _EXTRACTORS[method](wav, variant=variant, sample_rate=sample_rate)
