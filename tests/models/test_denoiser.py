@@ -5,9 +5,8 @@
 the tiny configuration below and the weights of :func:`deterministic_official_state` (see
 ``record_denoiser_case.py`` in this folder). Re-recorded under torch 2.14.1: there the official
 code's output is up to 0.064 away from the first recording, made under an older torch, and ours
-follows the official code to 1.3e-6.
-``mpsenet_manifest.json`` lists the official
-``state_dict`` keys and shapes of the released configuration (``denoiser/config.json``).
+follows the official code to 1.3e-6. ``mpsenet_manifest.json`` lists the official ``state_dict``
+keys and shapes of the released configuration (``denoiser/config.json``).
 """
 
 from __future__ import annotations
