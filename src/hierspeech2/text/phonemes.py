@@ -1,4 +1,9 @@
-"""espeak-ng phonemisation through ``phonemizer``, one backend per language for the process."""
+"""espeak-ng phonemisation through ``phonemizer``, one backend per espeak-ng voice for the process.
+
+phonemizer calls espeak-ng's ``espeak_TextToPhonemes`` (IPA, no tie bars) and keeps stress marks and
+the punctuation it knows. English keeps espeak-ng's language-switch flags (``(fr)``), as the released
+models' front end did; every other language drops the flags and keeps the phonemes between them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import functools
 import threading
 
 from hierspeech2.errors import TextError
+from hierspeech2.text.languages import espeak_voice, is_english
 
 __all__ = ["phonemize"]
 
@@ -14,6 +20,7 @@ _LOCK = threading.Lock()
 
 @functools.cache
 def _backend(language: str):
+    """The phonemizer backend of an espeak-ng voice (built once per voice)."""
     # Building an EspeakBackend loads the espeak-ng library and a voice: do it once per language.
     try:
         from phonemizer.backend import EspeakBackend
@@ -28,7 +35,7 @@ def _backend(language: str):
         # Punctuation kept and primary/secondary stress marked: the released TTV's input alphabet.
         # English keeps phonemizer's default language-switch flags, as the official front end did
         # (parity); other languages drop them, or "(en)"-style markers would leak letters into ids.
-        switch = "keep-flags" if language.startswith("en") else "remove-flags"
+        switch = "keep-flags" if is_english(language) else "remove-flags"
         return EspeakBackend(language, preserve_punctuation=True, with_stress=True, language_switch=switch)
     except RuntimeError as error:
         if "not supported" in str(error):
@@ -40,8 +47,12 @@ def _backend(language: str):
 
 
 def phonemize(text: str, language: str = "en-us") -> str:
-    """IPA phonemes of ``text`` with stress marks and punctuation, words separated by spaces."""
-    backend = _backend(language)
+    """IPA phonemes of ``text`` with stress marks and punctuation, words separated by spaces.
+
+    ``language`` is any code :func:`~hierspeech2.text.languages.espeak_voice` accepts; the text is
+    phonemised as given (normalise it first).
+    """
+    backend = _backend(espeak_voice(language))
     # The espeak-ng library holds global state; serialise calls from threads.
     with _LOCK:
         phonemes = backend.phonemize([text], strip=True)
