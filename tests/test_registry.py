@@ -26,10 +26,15 @@ from hierspeech2.checkpoint import NATIVE_CLASS_KEY, load_official_file
 from hierspeech2.errors import CheckpointError, HierSpeechError
 from hierspeech2.models import SpeechSR
 from hierspeech2.registry import (
+    FORMATS,
+    MODEL_FAMILIES,
+    PIPELINES,
+    REPO_TYPES,
     ChecksumError,
     DownloadError,
     Registry,
     RegistryError,
+    RegistryFile,
     default_registry,
     download,
     ensure_available,
@@ -195,6 +200,12 @@ def valid_registry() -> dict:
         (lambda m: m["enc"]["source"].update(filename="w.bin"), "enc", "source.filename"),
         (lambda m: m["pipe"]["components"].pop("speechsr"), "pipe", "components"),
         (lambda m: m["pipe"]["components"].update(speechsr="missing"), "pipe", "components.speechsr"),
+        (lambda m: m["pipe"]["components"].update(speechsr=3), "pipe", "components.speechsr"),
+        (lambda m: m["sr"].update(size=True), "sr", "size"),
+        (lambda m: m["sr"].update(config=[1]), "sr", "config"),
+        (lambda m: m["sr"]["source"].update(branch="dev"), "sr", "source.branch"),
+        (lambda m: m["sr"]["source"].update(repo_id="a b"), "sr", "source.repo_id"),
+        (lambda m: m["bb"].update(format="native"), "bb", "source.filename"),
     ],
 )
 def test_malformed_entry_is_an_error_naming_entry_and_field(edit, entry, field):
@@ -213,6 +224,25 @@ def test_component_of_the_wrong_family_is_rejected():
         match=r"'pipe', field 'components.backbone': 'sr' is a speechsr entry, expected a backbone",
     ):
         Registry.from_dict(data)
+
+
+def test_entries_that_are_not_mappings_or_badly_named_are_errors():
+    data = valid_registry()
+    data["models"]["sr"] = 3
+    with pytest.raises(RegistryError, match="entry 'sr' must be a mapping, got int"):
+        Registry.from_dict(data)
+    data = valid_registry()
+    data["models"]["bad name"] = data["models"].pop("sr")
+    with pytest.raises(RegistryError, match="entry name 'bad name' must be letters, digits"):
+        Registry.from_dict(data)
+    with pytest.raises(RegistryError, match="schema_version 2 is not supported"):
+        Registry.from_dict({**valid_registry(), "schema_version": 2})
+
+
+def test_the_registry_json_schema_names_every_family_and_format():
+    text = json.dumps(RegistryFile.model_json_schema())
+    for word in (*MODEL_FAMILIES, *PIPELINES, *FORMATS, *REPO_TYPES):
+        assert f'"{word}"' in text
 
 
 def test_registry_file_errors_name_the_file(tmp_path):

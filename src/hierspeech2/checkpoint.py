@@ -11,21 +11,18 @@ error that lists every offender.
 The native format (:class:`NativeCheckpointMixin`) is a folder with ``config.json``
 (constructor arguments) and ``model.safetensors`` (native keys), read and written with
 ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``; it never unpickles anything.
-``save_pretrained`` also writes a model card (``README.md``): family, configuration, size,
-licence, how to load it and where the weights came from.
+``save_pretrained`` also writes a model card (``README.md``, :mod:`hierspeech2.model_card`): family,
+configuration, size, licence, how to load it and where the weights came from.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
-import shlex
 import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,10 +31,39 @@ from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from safetensors import SafetensorError
 from torch import Tensor, nn
 
+from ._util import as_tuples
 from .errors import CheckpointError, OutputError
+from .model_card import (
+    GENERATED_CARD_MARK,
+    MODEL_CARD_FILE,
+    SAVED_FROM_PYTHON,
+    card_location,
+    is_generated_card,
+    model_card,
+    official_card_source,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+__all__ = [
+    "GENERATED_CARD_MARK",
+    "MODEL_CARD_FILE",
+    "NATIVE_CLASS_KEY",
+    "NATIVE_CONFIG_FILE",
+    "NATIVE_WEIGHTS_FILE",
+    "SAVED_FROM_PYTHON",
+    "NativeCheckpointMixin",
+    "OfficialCheckpointMixin",
+    "PrefixTable",
+    "check_state_dict",
+    "load_native_weights",
+    "load_official_file",
+    "native_to_official",
+    "official_card_source",
+    "official_to_native",
+    "unwrap_state_dict",
+]
 
 PrefixTable = Sequence[tuple[str, str]]
 """Pairs ``(official_prefix, native_prefix)``, e.g. ``("enc_p_l.", "perturbed_prior_encoder.")``."""
@@ -197,7 +223,8 @@ def _construct(cls: type, kwargs: Mapping[str, Any], source: str) -> Any:
         if isinstance(error, CheckpointError):
             raise
         raise CheckpointError(
-            f"cannot build {cls.__name__} from the configuration of {source} ({type(error).__name__}: {error}); "
+            f"cannot build {cls.__name__} from the configuration of {source} "
+            f"({type(error).__name__}: {error}); "
             f"check the config values against the arguments of {cls.__name__}"
         ) from error
 
@@ -230,7 +257,8 @@ class OfficialCheckpointMixin:
             state, source = unwrap_state_dict(path_or_state_dict), "state dict"
         elif not isinstance(path_or_state_dict, (str, os.PathLike)):
             raise CheckpointError(
-                f"from_official takes a checkpoint path or a state dict, got {type(path_or_state_dict).__name__}"
+                "from_official takes a checkpoint path or a state dict, "
+                f"got {type(path_or_state_dict).__name__}"
             )
         else:
             state, source = load_official_file(path_or_state_dict), str(path_or_state_dict)
@@ -260,96 +288,7 @@ NATIVE_CONFIG_FILE = "config.json"
 NATIVE_WEIGHTS_FILE = "model.safetensors"
 NATIVE_CLASS_KEY = "hierspeech2_class"
 """``config.json`` key naming the model class, so ``load_model`` can rebuild any native checkpoint."""
-MODEL_CARD_FILE = "README.md"
-GENERATED_CARD_MARK = "<!-- hierspeech2: generated model card, rewritten by save_pretrained; delete this line to keep your edits -->"
-"""First line of the card body that ``save_pretrained`` writes; a ``README.md`` without it is the user's and is kept."""
-SAVED_FROM_PYTHON = "Saved from Python with `save_pretrained`."
-
-
-@dataclass(frozen=True)
-class _CardFamily:
-    """What a model card says about one model class; ``{location}`` in ``cli`` is the shell-quoted folder."""
-
-    title: str
-    summary: str
-    tags: tuple[str, ...]
-    cli: tuple[str, ...]
-
-
-_CARD_FAMILIES = {
-    "HierSpeech2": _CardFamily(
-        "HierSpeech2 backbone",
-        "the hierarchical speech synthesizer of HierSpeech++: self-supervised speech features (MMS), F0 "
-        "and a voice prompt → 16 kHz speech. It converts voices on its own and speaks the output of "
-        "TextToVec in text-to-speech.",
-        ("voice-conversion", "text-to-speech"),
-        (
-            "hierspeech2 vc source.wav voice.wav -o converted.wav --backbone {location}",
-            'hierspeech2 tts "Hello there." --prompt voice.wav -o hello.wav --backbone {location}',
-        ),
-    ),
-    "TextToVec": _CardFamily(
-        "TextToVec",
-        "the text-to-vec model of HierSpeech++: phoneme ids and a prosody prompt → the self-supervised "
-        "speech features and F0 that the HierSpeech2 backbone speaks (the first stage of text-to-speech).",
-        ("text-to-speech",),
-        ('hierspeech2 tts "Hello there." --prompt voice.wav -o hello.wav --ttv {location}',),
-    ),
-    "SpeechSR": _CardFamily(
-        "SpeechSR",
-        "the speech super-resolution model of HierSpeech++: {input_khz} kHz speech → {output_khz} kHz speech.",
-        ("audio-to-audio", "speech-super-resolution"),
-        ("hierspeech2 sr speech_16k.wav -o speech_{output_khz}k.wav --model {location}",),
-    ),
-    "MPSENet": _CardFamily(
-        "MP-SENet prompt denoiser",
-        "the MP-SENet speech enhancement model HierSpeech++ uses to denoise voice prompts; the styles of the "
-        "original and the denoised prompt are mixed by `denoise_ratio`.",
-        ("speech-enhancement", "voice-conversion", "text-to-speech"),
-        (
-            "hierspeech2 vc source.wav voice.wav -o converted.wav --denoiser {location}",
-            'hierspeech2 tts "Hello there." --prompt voice.wav -o hello.wav --denoiser {location}',
-        ),
-    ),
-}
-
-
-def official_card_source(path: str | os.PathLike) -> str:
-    """The model card's provenance line for weights converted from the official checkpoint file ``path``."""
-    from .registry import sha256_of
-
-    return (
-        f"Converted with `hierspeech2 convert` from the official checkpoint `{Path(path).name}` "
-        f"(sha256 `{sha256_of(path)}`)."
-    )
-
-
-def _card_location(save_directory: str | os.PathLike) -> str:
-    """How the card names a local folder: as given, with ``./`` before a bare name (else a registry name)."""
-    location = os.fspath(save_directory)
-    if not Path(location).is_absolute() and os.sep not in location and "/" not in location:
-        location = f"./{location}"
-    return location
-
-
-def _count(n: int) -> str:
-    """``1,234,567 (1.2 M)``; small counts stay plain."""
-    if n >= 1_000_000:
-        return f"{n:,} ({n / 1e6:.1f} M)"
-    if n >= 1_000:
-        return f"{n:,} ({n / 1e3:.1f} k)"
-    return f"{n:,}"
-
-
-def _kilohertz(rate: float) -> str:
-    return f"{rate / 1000:g}"
-
-
-def _is_generated_card(path: Path) -> bool:
-    try:
-        return GENERATED_CARD_MARK in path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
+_json_to_constructor = as_tuples  # the name hierspeech2.tasks.export imports
 
 
 def _new_file_mode(folder: Path) -> int:
@@ -367,19 +306,10 @@ def _new_file_mode(folder: Path) -> int:
         os.unlink(probe)
 
 
-def _json_to_constructor(value: Any) -> Any:
-    """JSON lists back to the tuples our constructors take (they never take lists)."""
-    if isinstance(value, list):
-        return tuple(_json_to_constructor(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _json_to_constructor(v) for k, v in value.items()}
-    return value
-
-
 def load_native_weights(
     path: str | os.PathLike, module: nn.Module, map_location: str | torch.device = "cpu"
 ) -> None:
-    """Load ``model.safetensors`` into ``module`` strictly (every bad key listed), without unpickling anything."""
+    """Load ``model.safetensors`` into ``module`` strictly (every bad key listed), unpickling nothing."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -387,7 +317,8 @@ def load_native_weights(
     if not path.is_file():
         raise CheckpointError(
             f"native checkpoint weights not found: {path}. A native checkpoint is a folder with "
-            f"{NATIVE_CONFIG_FILE} and {NATIVE_WEIGHTS_FILE} (written by save_pretrained or `hierspeech2 convert`)"
+            f"{NATIVE_CONFIG_FILE} and {NATIVE_WEIGHTS_FILE} "
+            "(written by save_pretrained or `hierspeech2 convert`)"
         )
     try:
         state = load_file(str(path), device=str(map_location))
@@ -415,7 +346,7 @@ class NativeCheckpointMixin(
     - turns JSON lists back into the tuples our constructors take;
     - reads only safetensors (no ``pytorch_model.bin`` pickle fallback) and prints nothing;
     - records the class in ``config.json`` (``hierspeech2_class``) and refuses a checkpoint of another class;
-    - writes files with the modes the umask gives (safetensors writes 0600), so a shared folder stays readable;
+    - writes files with the modes the umask gives (safetensors writes 0600): a shared folder stays readable;
     - writes a real model card (:meth:`generate_model_card`) and refreshes it on the next save unless the
       user edited it (removed :data:`GENERATED_CARD_MARK`).
     """
@@ -430,7 +361,7 @@ class NativeCheckpointMixin(
         model_card_kwargs: dict[str, Any] | None = None,
         **push_to_hub_kwargs: Any,
     ):
-        """Write ``config.json`` + ``model.safetensors`` + a model card to ``save_directory``; see the base class.
+        """Write ``config.json``, ``model.safetensors`` and a model card to ``save_directory``.
 
         The files are written into a staging folder first and then renamed into place, so a full
         disk or a read-only folder raises :class:`~hierspeech2.errors.OutputError` and leaves an
@@ -441,7 +372,7 @@ class NativeCheckpointMixin(
         config = dict(self._hub_mixin_config or {}) if config is None else dict(config)
         config[NATIVE_CLASS_KEY] = type(self).__name__
         card_kwargs = {
-            "location": _card_location(save_directory),
+            "location": card_location(save_directory),
             "config": config,
             **(model_card_kwargs or {}),
         }
@@ -455,7 +386,7 @@ class NativeCheckpointMixin(
             # weights before config: a folder whose config.json is new has its new weights too
             for name in (NATIVE_WEIGHTS_FILE, NATIVE_CONFIG_FILE, MODEL_CARD_FILE):
                 target = save_directory / name
-                if name == MODEL_CARD_FILE and target.exists() and not _is_generated_card(target):
+                if name == MODEL_CARD_FILE and target.exists() and not is_generated_card(target):
                     continue  # as the base class: never overwrite the user's model card
                 if (staging / name).exists():
                     os.chmod(staging / name, mode)
@@ -491,74 +422,8 @@ class NativeCheckpointMixin(
         config: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> ModelCard:
-        """The ``README.md`` of a native folder: Hub metadata, family, size, licence, loading, configuration, source.
-
-        Args:
-            source: where the weights came from (a Markdown sentence); default "saved from Python".
-            location: the folder (or ``hf://owner/repo``) the loading examples name.
-            config: the constructor arguments written to ``config.json`` (default: the model's).
-        """
-        from huggingface_hub import ModelCardData
-
-        from .registry import HF_SCHEME
-
-        assert isinstance(self, nn.Module)
-        cls = type(self).__name__
-        fallback = (type(self).__doc__ or cls).strip().splitlines()[0]
-        family = _CARD_FAMILIES.get(cls, _CardFamily(cls, fallback, (), ()))
-        rates = {}
-        if hasattr(self, "input_rate") and hasattr(self, "output_rate"):
-            rates = {"input_khz": _kilohertz(self.input_rate), "output_khz": _kilohertz(self.output_rate)}
-        title = family.title + (f" ({rates['input_khz']} kHz → {rates['output_khz']} kHz)" if rates else "")
-        info = self._hub_mixin_info
-        card_data = ModelCardData(**info.model_card_data.to_dict())
-        card_data.tags = sorted({*(card_data.tags or ()), *family.tags})
-        hub_id = location.removeprefix(HF_SCHEME)
-        cli = "\n".join(line.format(location=shlex.quote(location), **rates) for line in family.cli)
-        config = self._hub_mixin_config if config is None else config
-        config = {key: value for key, value in (config or {}).items() if key != NATIVE_CLASS_KEY}
-        rows = (
-            "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in config.items())
-            or "| (none) | |"
-        )
-        parameters = sum(parameter.numel() for parameter in self.parameters())
-        body = [
-            GENERATED_CARD_MARK,
-            "",
-            f"# {title}",
-            "",
-            f"**Family:** {family.title}, {family.summary.format(**rates)}",
-            "",
-            f"Re-implemented by hierspeech2 after [HierSpeech++]({info.repo_url}) ([paper]({info.paper_url})).",
-            "",
-            f"- **Parameters:** {_count(parameters)}",
-            "- **Licence:** MIT, as the official HierSpeech++ code and weights",
-            f"- **Source:** {source or SAVED_FROM_PYTHON}",
-            "",
-            "## Use",
-            "",
-            "```python",
-            "from hierspeech2 import load_model",
-            f"from hierspeech2.models import {cls}",
-            "",
-            f"model = load_model({json.dumps(location)})  # any hierspeech2 model; device=, dtype= optional",
-            f"model = {cls}.from_pretrained({json.dumps(hub_id)})  # a {cls} only",
-            "```",
-        ]
-        if cli:
-            body += ["", "From the command line:", "", "```bash", cli, "```"]
-        body += [
-            "",
-            "## Configuration",
-            "",
-            f"Constructor arguments of `{cls}` (`{NATIVE_CONFIG_FILE}`); the weights are `{NATIVE_WEIGHTS_FILE}`.",
-            "",
-            "| argument | value |",
-            "| --- | --- |",
-            rows,
-            "",
-        ]
-        return ModelCard(f"---\n{card_data.to_yaml()}\n---\n" + "\n".join(body))
+        """The ``README.md`` of a native folder; see :func:`hierspeech2.model_card.model_card`."""
+        return model_card(self, source=source, location=location, config=config)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         from safetensors.torch import save_file
@@ -614,9 +479,10 @@ class NativeCheckpointMixin(
                 )
             except EntryNotFoundError as error:
                 raise CheckpointError(
-                    f"{model_id} has no {NATIVE_WEIGHTS_FILE}; hierspeech2 reads native weights only as safetensors"
+                    f"{model_id} has no {NATIVE_WEIGHTS_FILE}; "
+                    "hierspeech2 reads native weights only as safetensors"
                 ) from error
-        kwargs = {key: _json_to_constructor(value) for key, value in model_kwargs.items()}
+        kwargs = as_tuples(model_kwargs)
         model = _construct(cls, kwargs, model_id)
         assert isinstance(model, nn.Module)
         load_native_weights(weights, model)
