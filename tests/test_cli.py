@@ -113,11 +113,52 @@ def test_training_and_data_commands_are_wired() -> None:
     assert fit_help.returncode == 0 and "--config" in fit_help.stdout
 
 
-def test_f0_choices_follow_the_pitch_module() -> None:
-    from hierspeech2.cli import F0_METHOD_CHOICES
+def test_restated_names_follow_their_torch_importing_sources() -> None:
+    # options.F0_METHOD_NAMES and cli.models.FAMILIES are restated so that `--help` imports neither
+    # torch nor the registry; the originals must stay the same.
+    from hierspeech2.cli.models import FAMILIES as MODEL_FAMILIES_LISTED
+    from hierspeech2.options import F0_METHOD_NAMES
     from hierspeech2.pitch import F0_METHODS
+    from hierspeech2.registry import MODEL_FAMILIES, PIPELINES
 
-    assert F0_METHOD_CHOICES == F0_METHODS
+    assert F0_METHOD_NAMES == F0_METHODS
+    assert MODEL_FAMILIES_LISTED == (*MODEL_FAMILIES, *PIPELINES)
+
+
+def test_defaults_come_from_the_pipeline_options() -> None:
+    from hierspeech2.cli import build_parser
+    from hierspeech2.options import TextToSpeechOptions, VoiceConversionOptions
+
+    vc = build_parser("vc").parse_args(["vc"])
+    assert (vc.noise_scale, vc.f0) == tuple(
+        map(VoiceConversionOptions.default, ("noise_scale", "f0_extractor"))
+    )
+    tts = build_parser("tts").parse_args(["tts"])
+    fields = ("noise_scale_ttv", "noise_scale_vc", "noise_scale_w", "length_scale", "max_piece_chars")
+    assert (
+        tts.noise_scale_ttv,
+        tts.noise_scale,
+        tts.noise_scale_w,
+        tts.length_scale,
+        tts.max_chars,
+    ) == tuple(map(TextToSpeechOptions.default, fields))
+
+
+def test_help_imports_no_torch() -> None:
+    script = (
+        "import sys\n"
+        "from hierspeech2.cli import main\n"
+        "for command in ('', 'sr', 'vc', 'tts', 'models', 'download', 'convert'):\n"
+        "    try:\n"
+        "        main([command, '--help'] if command else ['--help'])\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 0, (command, exit.code)\n"
+        "    assert 'torch' not in sys.modules, f'{command} --help imported torch'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_bfloat16_on_a_cpu_without_native_support_warns(caplog) -> None:
@@ -125,16 +166,16 @@ def test_bfloat16_on_a_cpu_without_native_support_warns(caplog) -> None:
 
     import torch
 
-    from hierspeech2 import cli
+    from hierspeech2.cli.common import resolve_runtime
 
     with caplog.at_level("WARNING", logger="hierspeech2"):
-        runtime = cli._runtime(argparse.Namespace(device="cpu", dtype="bfloat16"))
+        runtime = resolve_runtime(argparse.Namespace(device="cpu", dtype="bfloat16"))
     assert runtime.dtype == torch.bfloat16
     emulated = not torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert ("no native bfloat16" in caplog.text) == emulated
     caplog.clear()
     with caplog.at_level("WARNING", logger="hierspeech2"):
-        cli._runtime(argparse.Namespace(device="cpu", dtype="float32"))
+        resolve_runtime(argparse.Namespace(device="cpu", dtype="float32"))
     assert caplog.text == ""
 
 

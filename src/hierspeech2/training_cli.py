@@ -27,9 +27,9 @@ from jsonargparse.typing import PositiveInt
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.strategies import DDPStrategy
 
+from .cli.common import EXIT_FAILED
 from .errors import HierSpeechError
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # Each DDP strategy name and its registered twin that looks for unused parameters, which GAN
 # tasks need: each of their two updates leaves the other network without gradients.
 FIND_UNUSED_PARAMETERS = {
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         HierSpeechCLI(args=argv)
     except HierSpeechError as error:  # e.g. NaN losses, an unreadable checkpoint: the message says what to do
         print(f"lightning: error: {error}", file=sys.stderr)
-        raise SystemExit(1) from error
+        raise SystemExit(EXIT_FAILED) from error
 
 
 if __name__ == "__main__":
