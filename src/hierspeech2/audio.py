@@ -22,6 +22,7 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
+from hierspeech2.constants import HOP_LENGTH, MODEL_SAMPLE_RATE, PAD_MULTIPLE
 from hierspeech2.errors import AudioError, AudioFileNotFoundError, OutputError
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
     "validate_waveform",
 ]
 
-MODEL_SAMPLE_RATE = 16_000
-HOP_LENGTH = 320
 # Added to the mel power before the log; the released weights saw exactly this floor.
 LOG_MEL_FLOOR = 1e-3
 # torchaudio's Kaiser-window sinc resampler with its default width/rolloff/beta: what the official
@@ -221,7 +220,7 @@ def _format_for(path: Path) -> str:
     return audio_format
 
 
-def pad_to_multiple(wav: Tensor, multiple: int = 1280) -> Tensor:
+def pad_to_multiple(wav: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:
     """Zero-pad ``[..., N]`` on the right to the next multiple of ``multiple`` (official rule).
 
     As in the official scripts, 1 to ``multiple`` samples are always added: an input that is

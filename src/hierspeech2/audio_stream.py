@@ -21,7 +21,8 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-from .audio import MODEL_SAMPLE_RATE, _format_for, read_audio, resample, validate_waveform
+from .audio import _format_for, resample, validate_waveform
+from .constants import MODEL_SAMPLE_RATE
 from .errors import AudioError, AudioFileNotFoundError, OutputError
 
 __all__ = ["AudioReader", "FileSink", "MemorySink", "Normalisation"]
@@ -88,13 +89,6 @@ class AudioReader:
         if hi > lo:
             out[lo - start : hi - start] = self._read_inside(lo, hi)
         return out
-
-    def read_all(self) -> Tensor:
-        """The whole signal ``[num_samples]`` (only for audio known to be short, e.g. voice prompts)."""
-        if self.waveform is not None:
-            return self.waveform
-        wav, rate = read_audio(self.path)
-        return resample(wav, rate, self.rate) if rate != self.rate else wav
 
     def _read_inside(self, start: int, end: int) -> Tensor:
         if self.waveform is not None:

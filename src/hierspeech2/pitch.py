@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hierspeech2.audio import MODEL_SAMPLE_RATE, _check_rate, resample, validate_waveform
+from hierspeech2.audio import _check_rate, resample, validate_waveform
+from hierspeech2.constants import HOP_LENGTH, MODEL_SAMPLE_RATE
 from hierspeech2.errors import AudioError
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ FRAME_SPACE_MS = 5.0
 TDA_FRAME_LENGTH_MS = 25.0
 NCCF_THRESH1 = 0.25
 # Shorter inputs make YAAPT index past its own frame arrays; 320 samples = one model hop.
-YAAPT_MIN_SAMPLES = 320
+YAAPT_MIN_SAMPLES = HOP_LENGTH
 
 Variant = Literal["inference", "training"]
 
@@ -315,6 +316,10 @@ class F0Track:
 
     def __call__(self, wav: Tensor) -> Tensor:
         return _EXTRACTORS[self.method](wav, variant=self.variant).reshape(-1)
+
+    def __reduce__(self) -> tuple[Callable[..., Callable[[Tensor], Tensor]], tuple[str, Variant]]:
+        # Pickled by name: a worker process unpickles the entry of its own F0_EXTRACTORS table.
+        return f0_extractor, (f"{self.method}-{self.variant}", self.variant)
 
 
 F0_EXTRACTORS: dict[tuple[str, Variant], F0Track] = {

@@ -17,17 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .constants import HOP_LENGTH, SEMANTIC_LAYER
 from .errors import AudioError, CheckpointError
 
 if TYPE_CHECKING:  # transformers takes seconds to import: only the constructors below need it
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 MMS_REPO_ID = "facebook/mms-300m"
-SEMANTIC_LAYER = 7  # the released backbone and TTV were trained on hidden state 7 of 24
 # official wrapper: with the 400-sample receptive field and 320 hop this gives N // 320 frames
 REFLECT_PAD = 40
-SAMPLE_RATE = 16_000
-HOP_LENGTH = 320  # the conv feature extractor strides 320 samples per frame
 # MMS-300m's conv feature extractor; the product of the strides is HOP_LENGTH
 MMS_CONV_KERNELS = (10, 3, 3, 3, 3, 2, 2)
 MMS_CONV_STRIDES = (5, 2, 2, 2, 2, 2, 2)
@@ -197,66 +195,31 @@ def ensure_downloadable(
     :class:`~hierspeech2.registry.DownloadError` in one line naming what to download (or
     :class:`~hierspeech2.errors.CheckpointError` when ``repo_id`` is neither a folder nor a Hub id).
 
-    One HEAD request without retries, so that no network fails in seconds; the download itself is
-    left to transformers.
+    One HEAD request without retries (:func:`hierspeech2.registry.hub.require_downloadable`), so
+    that no network fails in seconds; the download itself is left to transformers.
     """
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
-    from huggingface_hub import errors as hub_errors
+    from huggingface_hub.errors import HFValidationError
 
-    from .registry import DownloadError
-
-    def cached(filename: str) -> bool:
-        found = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
-        return isinstance(found, str)
+    from .registry.hub import require_downloadable, transformers_cached
 
     try:
-        if cached("config.json") and any(cached(name) for name in WEIGHT_FILES):
+        if transformers_cached(repo_id, revision=revision, cache_dir=cache_dir):
             return
-    except hub_errors.HFValidationError as error:
+    except HFValidationError as error:
         raise CheckpointError(
             f"{repo_id} is neither a local folder nor a Hugging Face model id (owner/name): {error}"
         ) from error
-    if constants.HF_HUB_OFFLINE or local_files_only:
-        reason = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "local_files_only=True"
-        raise DownloadError(
-            f"{repo_id} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {reason}, "
-            f"so it cannot be downloaded: run `{_download_command(repo_id)}` with network first (or unset "
-            "HF_HUB_OFFLINE), or pass a local transformers folder"
-        )
-    url = hf_hub_url(repo_id, "config.json", revision=revision)
-    try:
-        get_hf_file_metadata(url, token=token, timeout=HUB_PROBE_TIMEOUT_S)
-    except (hub_errors.RepositoryNotFoundError, hub_errors.GatedRepoError) as error:
-        raise DownloadError(
-            f"{repo_id} not found on {constants.ENDPOINT}, or private or gated: check the id, or log in "
-            "(`hf auth login`) and accept its terms on the Hub"
-        ) from error
-    except hub_errors.RevisionNotFoundError as error:
-        raise DownloadError(f"{repo_id} has no revision {revision!r} on {constants.ENDPOINT}") from error
-    except hub_errors.EntryNotFoundError as error:
-        raise DownloadError(f"{repo_id} has no config.json: it is not a transformers model") from error
-    except hub_errors.HfHubHTTPError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DownloadError(f"the Hub refused {url}: {first_line}") from error
-    except Exception as error:
-        if not _is_network_error(error):
-            raise
-        raise DownloadError(
-            f"cannot reach {constants.ENDPOINT} to download {repo_id} ({type(error).__name__}: {error}), and it "
-            f"is not in the Hugging Face cache: run `{_download_command(repo_id)}` where there is network and copy "
-            "HF_HOME here, point HF_ENDPOINT at a reachable mirror, or pass a local transformers folder"
-        ) from error
-
-
-def _download_command(repo_id: str) -> str:
-    if repo_id == MMS_REPO_ID:
-        return f"hierspeech2 download {MMS_REGISTRY_NAME}"
-    return f"hf download {repo_id}"
-
-
-def _is_network_error(error: BaseException) -> bool:
-    """A connection, DNS or timeout failure of whichever HTTP client huggingface_hub uses."""
-    if isinstance(error, OSError):
-        return True
-    module = type(error).__module__.partition(".")[0]
-    return module in {"httpx", "httpx2", "requests", "urllib3"}
+    command = (
+        f"hierspeech2 download {MMS_REGISTRY_NAME}" if repo_id == MMS_REPO_ID else f"hf download {repo_id}"
+    )
+    require_downloadable(
+        repo_id,
+        command,
+        repo_id=repo_id,
+        filename="config.json",
+        revision=revision or "main",
+        local_files_only=local_files_only,
+        cache_dir=cache_dir,
+        token=token,
+        alternative="pass a local transformers folder",
+    )

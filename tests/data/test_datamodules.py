@@ -4,12 +4,19 @@ from stub_features import energy_f0
 
 from hierspeech2.data.batch import BackboneBatch, SpeechSRBatch, TTVBatch
 from hierspeech2.data.cache import FeatureCache
-from hierspeech2.data.datamodules import BackboneDataModule, SpeechSRDataModule, TTVDataModule, split_records
+from hierspeech2.data.datamodules import (
+    BackboneDataModule,
+    LoaderOptions,
+    SpeechSRDataModule,
+    TTVDataModule,
+    split_records,
+)
 from hierspeech2.data.features import SemanticFeatures, from_pcm16
 from hierspeech2.errors import DataNotFoundError
 from hierspeech2.ssl import RandomSemanticEncoder
 
 OPTIONS = {"num_workers": 0, "pin_memory": False}
+LOADER = LoaderOptions(**OPTIONS)
 
 
 def test_split_by_speaker_list_and_count(ttv_cache, tmp_path):
@@ -27,7 +34,7 @@ def test_split_by_speaker_list_and_count(ttv_cache, tmp_path):
 
 
 def test_ttv_datamodule_batches(ttv_cache):
-    module = TTVDataModule(str(ttv_cache), batch_size=4, val_speakers=["1004"], **OPTIONS)
+    module = TTVDataModule(str(ttv_cache), LoaderOptions(batch_size=4, val_speakers=["1004"], **OPTIONS))
     train = list(module.train_dataloader())
     assert len(train) == 3 and all(isinstance(b, TTVBatch) for b in train)  # 12 utterances, drop_last
     batch = train[0]
@@ -42,7 +49,7 @@ def test_ttv_datamodule_batches(ttv_cache):
 
 
 def test_backbone_datamodule_on_a_ttv_cache(ttv_cache):
-    module = BackboneDataModule(str(ttv_cache), batch_size=5, **OPTIONS)
+    module = BackboneDataModule(str(ttv_cache), LoaderOptions(batch_size=5, **OPTIONS))
     batch = next(iter(module.train_dataloader()))
     assert isinstance(batch, BackboneBatch)
     assert batch.audio.shape == (5, 1, 61_440) or int(batch.frame_lengths.max()) < 192
@@ -56,17 +63,19 @@ def test_backbone_datamodule_on_a_ttv_cache(ttv_cache):
 
 
 def test_speechsr_datamodule(speechsr_cache):
-    module = SpeechSRDataModule(str(speechsr_cache), batch_size=4, target_rate=24_000, val_size=4, **OPTIONS)
+    module = SpeechSRDataModule(
+        str(speechsr_cache), LoaderOptions(batch_size=4, val_size=4, **OPTIONS), target_rate=24_000
+    )
     batches = list(module.train_dataloader())
     assert len(batches) == 3 and isinstance(batches[0], SpeechSRBatch)
     assert batches[0].high_rate.shape == (4, 1, 9_600) and batches[0].low_rate.shape == (4, 1, 6_400)
     with pytest.raises(ValueError, match="--target-rate 48000"):
-        SpeechSRDataModule(str(speechsr_cache), target_rate=48_000, **OPTIONS).setup("fit")
+        SpeechSRDataModule(str(speechsr_cache), LOADER, target_rate=48_000).setup("fit")
 
 
 def test_unfinished_cache_says_how_to_finish(tmp_path):
     with pytest.raises(FileNotFoundError, match="hierspeech2 preprocess"):
-        TTVDataModule(str(tmp_path), **OPTIONS).setup("fit")
+        TTVDataModule(str(tmp_path), LOADER).setup("fit")
 
 
 # ------------------------------------------------------------------ prepare_data: the cache from corpus_dir
@@ -75,8 +84,8 @@ def test_unfinished_cache_says_how_to_finish(tmp_path):
 def test_prepare_data_builds_the_cache_from_corpus_dir_once(tmp_path, corpora_dir, speechsr_cache):
     data_dir = tmp_path / "data" / "sr24k"
     module = SpeechSRDataModule(
-        str(data_dir), corpus_dir=str(corpora_dir / "mini-libritts"), target_rate=24_000,
-        batch_size=4, val_size=4, **OPTIONS,
+        str(data_dir), LoaderOptions(batch_size=4, val_size=4, **OPTIONS),
+        corpus_dir=str(corpora_dir / "mini-libritts"), target_rate=24_000,
     )  # fmt: skip
     module.prepare_data()
     built, reference = FeatureCache(data_dir), FeatureCache(speechsr_cache)
@@ -96,8 +105,9 @@ def test_prepare_data_uses_the_configured_semantic_encoder_and_f0(tmp_path, corp
     data_dir = tmp_path / "ttv"
     encoder = RandomSemanticEncoder(hidden_size=16, num_layers=1, seed=5)
     module = TTVDataModule(
-        str(data_dir), corpus_dir=str(corpora_dir / "mini-libritts"), semantic_encoder=encoder,
-        f0_extractor="stub_features:energy_f0", batch_size=4, val_size=4, **OPTIONS,
+        str(data_dir), LoaderOptions(batch_size=4, val_size=4, **OPTIONS),
+        corpus_dir=str(corpora_dir / "mini-libritts"), semantic_encoder=encoder,
+        f0_extractor="stub_features:energy_f0",
     )  # fmt: skip
     module.prepare_data()
     cache = FeatureCache(data_dir)
@@ -116,7 +126,7 @@ def test_prepare_data_uses_the_configured_semantic_encoder_and_f0(tmp_path, corp
 
 def test_a_missing_cache_without_corpus_dir_is_one_line_naming_the_preprocess_command(tmp_path):
     data_dir = tmp_path / "sr48k"
-    module = SpeechSRDataModule(str(data_dir), target_rate=48_000, **OPTIONS)
+    module = SpeechSRDataModule(str(data_dir), LOADER, target_rate=48_000)
     expected = (
         f"{data_dir} holds no feature cache: make it with `hierspeech2 preprocess CORPUS --model speechsr "
         f"--target-rate 48000 --out {data_dir}` (it resumes where it stopped), or set data.init_args.corpus_dir "
@@ -128,7 +138,7 @@ def test_a_missing_cache_without_corpus_dir_is_one_line_naming_the_preprocess_co
         assert str(error.value) == expected
     data_dir.mkdir()
     (data_dir / "cache.json").write_text("{}")  # an interrupted `hierspeech2 preprocess`
-    ttv = TTVDataModule(str(data_dir), semantic_encoder="my/mms", f0_extractor="swift", **OPTIONS)
+    ttv = TTVDataModule(str(data_dir), LOADER, semantic_encoder="my/mms", f0_extractor="swift")
     with pytest.raises(DataNotFoundError) as error:
         ttv.prepare_data()
     assert str(error.value).startswith(
@@ -142,12 +152,12 @@ def test_prepare_data_never_touches_an_unfinished_cache_or_a_missing_corpus(tmp_
     data_dir.mkdir()
     (data_dir / "cache.json").write_text("{}")
     corpus = str(corpora_dir / "mini-libritts")
-    module = SpeechSRDataModule(str(data_dir), corpus_dir=corpus, target_rate=24_000, **OPTIONS)
+    module = SpeechSRDataModule(str(data_dir), LOADER, corpus_dir=corpus, target_rate=24_000)
     with pytest.raises(DataNotFoundError, match="holds an unfinished feature cache: finish it with"):
         module.prepare_data()
     assert [path.name for path in data_dir.iterdir()] == ["cache.json"]
     missing = SpeechSRDataModule(
-        str(tmp_path / "new"), corpus_dir="no/such/corpus", target_rate=24_000, **OPTIONS
+        str(tmp_path / "new"), LOADER, corpus_dir="no/such/corpus", target_rate=24_000
     )
     with pytest.raises(
         DataNotFoundError, match=r"corpus_dir no/such/corpus not found \(relative paths start"

@@ -11,7 +11,7 @@ import torch
 from hierspeech2.data.batch import BackboneBatch
 from hierspeech2.data.cache import FeatureCache
 from hierspeech2.data.corpora import read_corpus, split_long_utterances
-from hierspeech2.data.datamodules import BackboneDataModule
+from hierspeech2.data.datamodules import BackboneDataModule, LoaderOptions
 from hierspeech2.data.streaming import is_streaming_dataset, open_streaming_dataset, write_streaming_dataset
 
 litdata = pytest.importorskip("litdata")
@@ -63,7 +63,7 @@ def test_two_node_ranks_write_one_dataset(
     assert np.array_equal(items[0]["f0"], cached["f0"].numpy())
 
     module = BackboneDataModule(
-        str(out), batch_size=2, num_workers=0, pin_memory=False, segment_samples=32_000
+        str(out), LoaderOptions(batch_size=2, num_workers=0, pin_memory=False), segment_samples=32_000
     )
     batches = list(module.train_dataloader())
     assert len(batches) == 4 and all(isinstance(b, BackboneBatch) for b in batches)

@@ -502,7 +502,7 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, shared_cache
             sys.executable, "-m", "hierspeech2.training_cli", "fit",
             "-c", str(RECIPES / "tiny" / "hierspeech2.yaml"), "-c", str(extra), *recipe_args(shared_cache),
             "--model.init_args.semantic_encoder", "null", "--model.init_args.perturbation", "null",
-            "--data.init_args.batch_size", "1", "--trainer.default_root_dir", str(tmp_path),
+            "--data.init_args.loader.batch_size", "1", "--trainer.default_root_dir", str(tmp_path),
             "--trainer.max_steps", "2", "--trainer.devices", "2", "--trainer.strategy", "ddp",
             "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
             "--trainer.enable_checkpointing", "false", "--trainer.logger", "false",

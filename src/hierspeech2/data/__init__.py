@@ -8,8 +8,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from hierspeech2.data.batch import BackboneBatch, SpeechSRBatch, TTVBatch, length_mask
+from hierspeech2.data.batch import BackboneBatch, SpeechSRBatch, TTVBatch
 from hierspeech2.data.corpora import Utterance, read_corpus, read_librilight, read_libritts, read_manifest
+from hierspeech2.nn.functional import length_mask
 
 __all__ = [
     "BackboneBatch",
@@ -17,6 +18,7 @@ __all__ = [
     "BackboneDataset",
     "BucketBatchSampler",
     "FeatureCache",
+    "LoaderOptions",
     "SpeechSRBatch",
     "SpeechSRDataModule",
     "SpeechSRDataset",
@@ -34,6 +36,7 @@ __all__ = [
 
 _LAZY = {
     "BackboneDataModule": "datamodules",
+    "LoaderOptions": "datamodules",
     "SpeechSRDataModule": "datamodules",
     "TTVDataModule": "datamodules",
     "BackboneDataset": "datasets",

@@ -12,22 +12,27 @@ frames and ``4 T`` F0 frames. Padded positions hold zeros; ``*_lengths`` say wha
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BackboneBatch", "SpeechSRBatch", "TTVBatch", "length_mask"]
+from hierspeech2.constants import HOP_LENGTH
+from hierspeech2.nn.functional import length_mask
 
-F0_FRAMES_PER_HOP = 4  # the released models read F0 at 4 frames per 320-sample hop
+__all__ = ["BackboneBatch", "SpeechSRBatch", "TTVBatch", "length_mask", "pad_stack"]
 
 
-def length_mask(lengths: Tensor, max_length: int | None = None) -> Tensor:
-    """``lengths`` [B] → float mask [B, 1, max_length] (1 on valid positions)."""
-    max_length = int(lengths.max()) if max_length is None else max_length
-    positions = torch.arange(max_length, device=lengths.device)
-    return (positions[None, :] < lengths[:, None]).unsqueeze(1).float()
+def pad_stack(tensors: Sequence[Tensor], length: int | None = None) -> Tensor:
+    """Right-pad tensors ``[..., L_i]`` with zeros to ``length`` (default: the longest) and stack them.
+
+    Returns ``[B, ..., length]``.
+    """
+    length = max(t.shape[-1] for t in tensors) if length is None else length
+    return torch.stack([F.pad(t, (0, length - t.shape[-1])) for t in tensors])
 
 
 class _TensorBatch:
@@ -148,7 +153,7 @@ class BackboneBatch(_TensorBatch):
     @property
     def audio_lengths(self) -> Tensor:
         """[B] long, valid samples ``320 T_i``."""
-        return self.frame_lengths * 320
+        return self.frame_lengths * HOP_LENGTH
 
 
 @dataclass

@@ -35,7 +35,6 @@ CorpusKind = Literal["libritts", "librilight", "manifest"]
 DEFAULT_LANGUAGE = "en-us"  # espeak-ng voice of the released English models
 # Two-letter codes that espeak-ng knows under a regional name; other codes go to espeak-ng as given.
 ESPEAK_VOICES = {"en": "en-us", "pt": "pt-br", "zh": "cmn"}
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 MANIFEST_COLUMNS = ("path", "text", "speaker", "language")
 # the manifest file a corpus folder may stand for
 MANIFEST_NAMES = ("manifest.tsv", "manifest.jsonl", "manifest.csv", "manifest.json")

@@ -13,10 +13,14 @@ finished cache or absent.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
+import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
+from hierspeech2.constants import SEMANTIC_LAYER
 from hierspeech2.data.cache import CacheRecord, FeatureCache
 from hierspeech2.data.corpora import read_corpus, split_long_utterances
 from hierspeech2.data.datasets import (
@@ -53,11 +58,10 @@ from hierspeech2.data.streaming import is_streaming_dataset
 from hierspeech2.errors import DataNotFoundError, SettingError
 
 MMS_REPO_ID = "facebook/mms-300m"  # the semantic encoder of the released models (hidden state 7)
-MMS_LAYER = 7
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BackboneDataModule", "SpeechSRDataModule", "TTVDataModule", "split_records"]
+__all__ = ["BackboneDataModule", "LoaderOptions", "SpeechSRDataModule", "TTVDataModule", "split_records"]
 
 
 def split_records(
@@ -93,6 +97,57 @@ def split_records(
     return train, val
 
 
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How a datamodule splits its feature cache and batches it: ``loader:`` in a recipe's data ``init_args``.
+
+    Args:
+        batch_size: training batch size (per device).
+        val_batch_size: validation batch size.
+        num_workers: DataLoader worker processes (0 loads in the training process).
+        pin_memory: page-locked batches, for faster copies to a GPU.
+        persistent_workers: keep the workers alive between epochs (only with ``num_workers`` > 0).
+        val_speakers, val_list, val_size: the validation split of a feature cache, see
+            :func:`split_records` (a streaming dataset is validated on ``val_dir`` instead).
+        bucket_batches: batches per length-sorted window of :class:`BucketBatchSampler`.
+        drop_last: drop the last incomplete training batch.
+        seed: seed of the training order.
+    """
+
+    batch_size: int = 32
+    val_batch_size: int = 1
+    num_workers: int = 4
+    pin_memory: bool = True
+    persistent_workers: bool = True
+    val_speakers: tuple[str, ...] = ()
+    val_list: str | None = None
+    val_size: int = 0
+    bucket_batches: int = 32
+    drop_last: bool = True
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "val_speakers", tuple(self.val_speakers))
+
+    @classmethod
+    def coerce(cls, value: LoaderOptions | Mapping[str, Any]) -> LoaderOptions:
+        """``value`` itself, or the options a mapping describes (as checkpoint hyper-parameters hold them)."""
+        return value if isinstance(value, cls) else cls(**value)
+
+    def dataloader_kwargs(self, collate_fn: Callable) -> dict[str, Any]:
+        """The keywords every DataLoader of the datamodule shares."""
+        return {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers and self.num_workers > 0,
+            "collate_fn": collate_fn,
+        }
+
+
+DEFAULT_LOADER = LoaderOptions()  # ttv_v1 and speechsr24k/48k: 32 per GPU
+BACKBONE_LOADER = LoaderOptions(batch_size=20)  # hierspeechpp_eng_kor: 20 per GPU
+
+
 class _FeatureDataModule(L.LightningDataModule):
     """Shared plumbing: cache building, split, datasets, bucketed loaders, streaming fallback."""
 
@@ -102,37 +157,30 @@ class _FeatureDataModule(L.LightningDataModule):
     def __init__(
         self,
         data_dir: str,
-        batch_size: int,
-        val_batch_size: int,
-        num_workers: int,
-        pin_memory: bool,
-        persistent_workers: bool,
-        val_speakers: Sequence[str],
-        val_list: str | None,
-        val_size: int,
-        val_dir: str | None,
-        bucket_batches: int,
-        drop_last: bool,
-        seed: int,
+        loader: LoaderOptions | Mapping[str, Any],
+        val_dir: str | None = None,
         corpus_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.data_dir = str(data_dir)
-        self.corpus_dir = corpus_dir or None  # "" in a recipe means none
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.val_speakers = tuple(val_speakers)
-        self.val_list = val_list
-        self.val_size = val_size
+        self.loader = LoaderOptions.coerce(loader)
         self.val_dir = val_dir
-        self.bucket_batches = bucket_batches
-        self.drop_last = drop_last
-        self.seed = seed
+        self.corpus_dir = corpus_dir or None  # "" in a recipe means none
         self.train_dataset: Any = None
         self.val_dataset: Any = None
+
+    def _save_settings(self, *unsaved: str) -> None:
+        """``save_hyperparameters`` of the calling ``__init__`` without ``unsaved`` (modules).
+
+        The loader options are kept as a plain dict, as the CLI's config holds them, so that
+        checkpoints load with ``torch.load(weights_only=True)``.
+        """
+        frame = inspect.currentframe()
+        self.save_hyperparameters(ignore=list(unsaved), frame=frame.f_back if frame is not None else None)
+        if isinstance(self.hparams.get("loader"), LoaderOptions):
+            self.save_hyperparameters(
+                {"loader": json.loads(json.dumps(dataclasses.asdict(self.loader), default=str))}
+            )
 
     # hooks the subclasses fill in
     def _cached_dataset(self, cache: FeatureCache, records: list[CacheRecord], training: bool) -> Any:
@@ -193,7 +241,9 @@ class _FeatureDataModule(L.LightningDataModule):
         if semantic is not None:
             options["semantic"] = semantic
         log.info("building the feature cache %s from %s", self.data_dir, self.corpus_dir)
-        build_cache(utterances, self.data_dir, self.model_kind, num_workers=self.num_workers, **options)
+        build_cache(
+            utterances, self.data_dir, self.model_kind, num_workers=self.loader.num_workers, **options
+        )
 
     def _missing_cache_message(self, cache: FeatureCache) -> str:
         state = "is an unfinished feature cache" if cache.config_path.is_file() else "holds no feature cache"
@@ -224,7 +274,11 @@ class _FeatureDataModule(L.LightningDataModule):
             from hierspeech2.data.streaming import open_streaming_dataset
 
             self.train_dataset = open_streaming_dataset(
-                self.data_dir, shuffle=True, seed=self.seed, drop_last=True, transform=self._examples(True)
+                self.data_dir,
+                shuffle=True,
+                seed=self.loader.seed,
+                drop_last=True,
+                transform=self._examples(True),
             )
             if self.val_dir:
                 self.val_dataset = open_streaming_dataset(
@@ -234,7 +288,8 @@ class _FeatureDataModule(L.LightningDataModule):
         cache = FeatureCache(self.data_dir)
         if not cache.finished:
             raise DataNotFoundError(self._missing_cache_message(cache))
-        train, val = split_records(cache.records(), self.val_speakers, self.val_list, self.val_size)
+        loader = self.loader
+        train, val = split_records(cache.records(), loader.val_speakers, loader.val_list, loader.val_size)
         self.train_dataset = self._cached_dataset(cache, train, training=True)
         if not len(self.train_dataset):
             raise ValueError(
@@ -244,53 +299,43 @@ class _FeatureDataModule(L.LightningDataModule):
         if val:
             self.val_dataset = self._cached_dataset(cache, val, training=False)
 
-    def _loader_options(self) -> dict:
-        return {
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory,
-            "persistent_workers": self.persistent_workers,
-            "collate_fn": type(self).collate,
-        }
-
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
+        loader = self.loader
+        options = loader.dataloader_kwargs(type(self).collate)
         if self.streaming:
             from litdata import StreamingDataLoader
 
             return StreamingDataLoader(
-                self.train_dataset,
-                batch_size=self.batch_size,
-                drop_last=self.drop_last,
-                **self._loader_options(),
+                self.train_dataset, batch_size=loader.batch_size, drop_last=loader.drop_last, **options
             )
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(loader.seed)
         sampler = BucketBatchSampler(
             RandomSampler(self.train_dataset, generator=generator),
-            self.batch_size,
-            self.drop_last,
+            loader.batch_size,
+            loader.drop_last,
             lengths=self.train_dataset.lengths,
-            bucket_batches=self.bucket_batches,
-            seed=self.seed,
+            bucket_batches=loader.bucket_batches,
+            seed=loader.seed,
         )
-        return DataLoader(self.train_dataset, batch_sampler=sampler, **self._loader_options())
+        return DataLoader(self.train_dataset, batch_sampler=sampler, **options)
 
     def val_dataloader(self) -> DataLoader | list:
         self.setup("validate")
         if self.val_dataset is None:
             return []
+        batch_size, options = self.loader.val_batch_size, self.loader.dataloader_kwargs(type(self).collate)
         if self.streaming:
             from litdata import StreamingDataLoader
 
-            return StreamingDataLoader(
-                self.val_dataset, batch_size=self.val_batch_size, **self._loader_options()
-            )
+            return StreamingDataLoader(self.val_dataset, batch_size=batch_size, **options)
         sampler = BucketBatchSampler(
             SequentialSampler(self.val_dataset),
-            self.val_batch_size,
+            batch_size,
             lengths=self.val_dataset.lengths,
             shuffle_batches=False,
         )
-        return DataLoader(self.val_dataset, batch_sampler=sampler, **self._loader_options())
+        return DataLoader(self.val_dataset, batch_sampler=sampler, **options)
 
 
 class _SemanticCacheSettings:
@@ -298,8 +343,9 @@ class _SemanticCacheSettings:
 
     ``semantic_encoder`` is a Hub id or local transformers folder read to ``semantic_layer``
     layers (default ``facebook/mms-300m`` layer 7), or a module such as
-    :class:`~hierspeech2.ssl.RandomSemanticEncoder` (the tiny recipes); ``f0_extractor`` a name
-    of :data:`~hierspeech2.data.features.F0_EXTRACTORS` or ``package.module:function``.
+    :class:`~hierspeech2.ssl.RandomSemanticEncoder` (the tiny recipes); ``f0_extractor`` an F0
+    method of :data:`~hierspeech2.pitch.F0_METHODS` (training variant unless named, e.g.
+    ``yaapt-inference``) or ``package.module:function``.
     """
 
     data_dir: str
@@ -322,7 +368,7 @@ class _SemanticCacheSettings:
         command = f"hierspeech2 preprocess CORPUS --model {self.model_kind} --out {self.data_dir}"
         if isinstance(self.semantic_encoder, str) and self.semantic_encoder != MMS_REPO_ID:
             command += f" --semantic-model {self.semantic_encoder}"
-        if self.semantic_layer != MMS_LAYER:
+        if self.semantic_layer != SEMANTIC_LAYER:
             command += f" --semantic-layer {self.semantic_layer}"
         return command + ("" if self.f0_extractor == "yaapt" else f" --f0 {self.f0_extractor}")
 
@@ -331,7 +377,8 @@ class TTVDataModule(_SemanticCacheSettings, _FeatureDataModule):
     """Text-to-vec batches (:class:`~hierspeech2.data.batch.TTVBatch`): whole utterances, official filters.
 
     Defaults follow ``ttv_libritts_v1``: the official rules keep 32–600 frames, 1–200 phonemes,
-    no more tokens than frames and at least one voiced F0 frame.
+    no more tokens than frames and at least one voiced F0 frame. ``loader`` sets batches, workers
+    and the validation split (:class:`LoaderOptions`).
     """
 
     collate = staticmethod(collate_ttv)
@@ -340,32 +387,19 @@ class TTVDataModule(_SemanticCacheSettings, _FeatureDataModule):
     def __init__(
         self,
         data_dir: str,
-        batch_size: int = 32,
-        val_batch_size: int = 1,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
+        loader: LoaderOptions = DEFAULT_LOADER,
         min_frames: int = MIN_FRAMES,
         max_frames: int = MAX_FRAMES,
         max_phonemes: int = MAX_PHONEMES,
         require_voiced: bool = True,
-        val_speakers: Sequence[str] = (),
-        val_list: str | None = None,
-        val_size: int = 0,
         val_dir: str | None = None,
-        bucket_batches: int = 32,
-        drop_last: bool = True,
-        seed: int = 1234,
         corpus_dir: str | None = None,
         semantic_encoder: str | nn.Module = MMS_REPO_ID,
-        semantic_layer: int = MMS_LAYER,
+        semantic_layer: int = SEMANTIC_LAYER,
         f0_extractor: str = "yaapt",
     ) -> None:
-        super().__init__(
-            data_dir, batch_size, val_batch_size, num_workers, pin_memory, persistent_workers,
-            val_speakers, val_list, val_size, val_dir, bucket_batches, drop_last, seed, corpus_dir,
-        )  # fmt: skip
-        self.save_hyperparameters(ignore=["semantic_encoder"])
+        super().__init__(data_dir, loader, val_dir, corpus_dir)
+        self._save_settings("semantic_encoder")
         self.semantic_encoder = semantic_encoder
         self.semantic_layer = semantic_layer
         self.f0_extractor = f0_extractor
@@ -387,7 +421,8 @@ class BackboneDataModule(_SemanticCacheSettings, _FeatureDataModule):
     """Backbone batches (:class:`~hierspeech2.data.batch.BackboneBatch`): random 61 440-sample segments.
 
     Works on backbone and TTV caches. ``perturb`` (16 kHz audio ``[N]`` → ``[N]``) fills
-    ``perturbed_audio``; None leaves it out.
+    ``perturbed_audio``; None leaves it out. ``loader`` sets batches (20 per device by default,
+    as official), workers and the validation split (:class:`LoaderOptions`).
     """
 
     collate = staticmethod(collate_backbone)
@@ -396,32 +431,19 @@ class BackboneDataModule(_SemanticCacheSettings, _FeatureDataModule):
     def __init__(
         self,
         data_dir: str,
-        batch_size: int = 20,
-        val_batch_size: int = 1,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
+        loader: LoaderOptions = BACKBONE_LOADER,
         segment_samples: int = BACKBONE_SEGMENT_SAMPLES,
         min_frames: int = BACKBONE_FILTER.min_frames,
         require_voiced: bool = True,
         perturb: Callable | None = None,
-        val_speakers: Sequence[str] = (),
-        val_list: str | None = None,
-        val_size: int = 0,
         val_dir: str | None = None,
-        bucket_batches: int = 32,
-        drop_last: bool = True,
-        seed: int = 1234,
         corpus_dir: str | None = None,
         semantic_encoder: str | nn.Module = MMS_REPO_ID,
-        semantic_layer: int = MMS_LAYER,
+        semantic_layer: int = SEMANTIC_LAYER,
         f0_extractor: str = "yaapt",
     ) -> None:
-        super().__init__(
-            data_dir, batch_size, val_batch_size, num_workers, pin_memory, persistent_workers,
-            val_speakers, val_list, val_size, val_dir, bucket_batches, drop_last, seed, corpus_dir,
-        )  # fmt: skip
-        self.save_hyperparameters(ignore=["perturb", "semantic_encoder"])
+        super().__init__(data_dir, loader, val_dir, corpus_dir)
+        self._save_settings("perturb", "semantic_encoder")
         self.semantic_encoder = semantic_encoder
         self.semantic_layer = semantic_layer
         self.f0_extractor = f0_extractor
@@ -445,7 +467,8 @@ class BackboneDataModule(_SemanticCacheSettings, _FeatureDataModule):
 
 class SpeechSRDataModule(_FeatureDataModule):
     """SpeechSR batches (:class:`~hierspeech2.data.batch.SpeechSRBatch`): 9 600-sample target segments
-    and their 16 kHz versions (torchaudio's Kaiser-window resampler), made on the fly."""
+    and their 16 kHz versions (torchaudio's Kaiser-window resampler), made on the fly. ``loader``
+    sets batches, workers and the validation split (:class:`LoaderOptions`)."""
 
     collate = staticmethod(collate_speechsr)
     model_kind = "speechsr"
@@ -453,27 +476,14 @@ class SpeechSRDataModule(_FeatureDataModule):
     def __init__(
         self,
         data_dir: str,
-        batch_size: int = 32,
-        val_batch_size: int = 1,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
+        loader: LoaderOptions = DEFAULT_LOADER,
         segment_samples: int = SPEECHSR_SEGMENT_SAMPLES,
         target_rate: int | None = None,
-        val_speakers: Sequence[str] = (),
-        val_list: str | None = None,
-        val_size: int = 0,
         val_dir: str | None = None,
-        bucket_batches: int = 32,
-        drop_last: bool = True,
-        seed: int = 1234,
         corpus_dir: str | None = None,
     ) -> None:
-        super().__init__(
-            data_dir, batch_size, val_batch_size, num_workers, pin_memory, persistent_workers,
-            val_speakers, val_list, val_size, val_dir, bucket_batches, drop_last, seed, corpus_dir,
-        )  # fmt: skip
-        self.save_hyperparameters()
+        super().__init__(data_dir, loader, val_dir, corpus_dir)
+        self._save_settings()
         self.segment_samples = segment_samples
         self.target_rate = target_rate
 

@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hierspeech2.audio import HOP_LENGTH, MODEL_SAMPLE_RATE, LinearSpectrogram, LogMelSpectrogram, resample
-from hierspeech2.data.batch import F0_FRAMES_PER_HOP, BackboneBatch, SpeechSRBatch, TTVBatch
+from hierspeech2.audio import LinearSpectrogram, LogMelSpectrogram, resample
+from hierspeech2.constants import F0_FRAMES_PER_HOP, HOP_LENGTH, MODEL_SAMPLE_RATE
+from hierspeech2.data.batch import BackboneBatch, SpeechSRBatch, TTVBatch, pad_stack
 from hierspeech2.data.cache import CacheRecord, FeatureCache
 
 __all__ = [
@@ -188,23 +188,17 @@ class SpeechSRExamples:
 # ------------------------------------------------------------------------------------ collation
 
 
-def _pad_stack(tensors: Sequence[Tensor], length: int | None = None) -> Tensor:
-    """Right-pad tensors ``[..., L_i]`` with zeros to a common length and stack → ``[B, ..., L]``."""
-    length = max(t.shape[-1] for t in tensors) if length is None else length
-    return torch.stack([F.pad(t, (0, length - t.shape[-1])) for t in tensors])
-
-
 def collate_ttv(examples: Sequence[dict[str, Tensor]]) -> TTVBatch:
     """TTV examples → :class:`TTVBatch` (padded with zeros; lengths say what is real)."""
     frames = torch.tensor([e["semantic"].shape[-1] for e in examples])
     max_frames = int(frames.max())
     return TTVBatch(
-        tokens=_pad_stack([e["tokens"] for e in examples]),
+        tokens=pad_stack([e["tokens"] for e in examples]),
         token_lengths=torch.tensor([e["tokens"].shape[-1] for e in examples]),
-        semantic=_pad_stack([e["semantic"] for e in examples], max_frames),
-        f0=_pad_stack([e["f0"] for e in examples], max_frames * F0_FRAMES_PER_HOP).unsqueeze(1),
-        mel=_pad_stack([e["mel"] for e in examples], max_frames),
-        audio=_pad_stack([e["audio"] for e in examples], max_frames * HOP_LENGTH).unsqueeze(1),
+        semantic=pad_stack([e["semantic"] for e in examples], max_frames),
+        f0=pad_stack([e["f0"] for e in examples], max_frames * F0_FRAMES_PER_HOP).unsqueeze(1),
+        mel=pad_stack([e["mel"] for e in examples], max_frames),
+        audio=pad_stack([e["audio"] for e in examples], max_frames * HOP_LENGTH).unsqueeze(1),
         semantic_lengths=frames,
     )
 
@@ -215,13 +209,13 @@ def collate_backbone(examples: Sequence[dict[str, Tensor]]) -> BackboneBatch:
     max_frames = int(frames.max())
     perturbed = None
     if all("perturbed_audio" in e for e in examples):
-        perturbed = _pad_stack([e["perturbed_audio"] for e in examples], max_frames * HOP_LENGTH).unsqueeze(1)
+        perturbed = pad_stack([e["perturbed_audio"] for e in examples], max_frames * HOP_LENGTH).unsqueeze(1)
     return BackboneBatch(
-        audio=_pad_stack([e["audio"] for e in examples], max_frames * HOP_LENGTH).unsqueeze(1),
-        linear=_pad_stack([e["linear"] for e in examples], max_frames),
-        mel=_pad_stack([e["mel"] for e in examples], max_frames),
-        semantic=_pad_stack([e["semantic"] for e in examples], max_frames),
-        f0=_pad_stack([e["f0"] for e in examples], max_frames * F0_FRAMES_PER_HOP).unsqueeze(1),
+        audio=pad_stack([e["audio"] for e in examples], max_frames * HOP_LENGTH).unsqueeze(1),
+        linear=pad_stack([e["linear"] for e in examples], max_frames),
+        mel=pad_stack([e["mel"] for e in examples], max_frames),
+        semantic=pad_stack([e["semantic"] for e in examples], max_frames),
+        f0=pad_stack([e["f0"] for e in examples], max_frames * F0_FRAMES_PER_HOP).unsqueeze(1),
         frame_lengths=frames,
         perturbed_audio=perturbed,
     )
@@ -230,8 +224,8 @@ def collate_backbone(examples: Sequence[dict[str, Tensor]]) -> BackboneBatch:
 def collate_speechsr(examples: Sequence[dict[str, Tensor]]) -> SpeechSRBatch:
     """SpeechSR examples → :class:`SpeechSRBatch`."""
     return SpeechSRBatch(
-        low_rate=_pad_stack([e["low_rate"] for e in examples]).unsqueeze(1),
-        high_rate=_pad_stack([e["high_rate"] for e in examples]).unsqueeze(1),
+        low_rate=pad_stack([e["low_rate"] for e in examples]).unsqueeze(1),
+        high_rate=pad_stack([e["high_rate"] for e in examples]).unsqueeze(1),
         low_rate_lengths=torch.tensor([e["low_rate"].shape[-1] for e in examples]),
         high_rate_lengths=torch.tensor([e["high_rate"].shape[-1] for e in examples]),
     )

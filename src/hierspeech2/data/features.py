@@ -7,7 +7,6 @@ phonemes) in worker processes and the semantic encoder once, in the main process
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Callable
@@ -20,19 +19,20 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-from hierspeech2.audio import (
+from hierspeech2.audio import pad_to_multiple, read_audio, resample, validate_waveform
+from hierspeech2.constants import (
+    F0_FRAMES_PER_HOP,
+    F0_HOP,
     HOP_LENGTH,
     MODEL_SAMPLE_RATE,
-    pad_to_multiple,
-    read_audio,
-    resample,
-    validate_waveform,
+    PAD_MULTIPLE,
+    SEMANTIC_LAYER,
 )
 from hierspeech2.data.corpora import Utterance
 from hierspeech2.errors import AudioError, HierSpeechError, TextError
+from hierspeech2.pitch import f0_extractor as named_f0_extractor
 
 __all__ = [
-    "F0_EXTRACTORS",
     "ModelKind",
     "PreparedUtterance",
     "SemanticFeatures",
@@ -45,10 +45,6 @@ logger = logging.getLogger(__name__)
 
 ModelKind = Literal["backbone", "ttv", "speechsr"]
 MODEL_KINDS: tuple[str, ...] = ("backbone", "ttv", "speechsr")
-# Official preprocessing pads every waveform to a multiple of 1280 samples (4 hops) before MMS and
-# F0, so that an utterance of T frames has 320 T samples and 4 T F0 frames.
-PAD_MULTIPLE = 1280
-F0_FRAMES_PER_HOP = 4
 MIN_SAMPLES = 2 * HOP_LENGTH  # shorter audio gives no usable frame for MMS or YAAPT
 
 
@@ -56,78 +52,17 @@ class UnusableUtterance(HierSpeechError):
     """An utterance the preprocessing skips and reports (unreadable, too short, no phonemes …)."""
 
 
-def _yaapt_training(wav: Tensor) -> Tensor:
-    from hierspeech2.pitch import yaapt
-
-    return yaapt(wav, variant="training")
-
-
-def _yaapt_inference(wav: Tensor) -> Tensor:
-    from hierspeech2.pitch import yaapt
-
-    return yaapt(wav, variant="inference")
-
-
-def _swift_training(wav: Tensor) -> Tensor:
-    from hierspeech2.pitch import swift_f0
-
-    return swift_f0(wav, variant="training")
-
-
-def _swift_inference(wav: Tensor) -> Tensor:
-    from hierspeech2.pitch import swift_f0
-
-    return swift_f0(wav, variant="inference")
-
-
-def _praat_training(wav: Tensor) -> Tensor:
-    from hierspeech2.pitch import praat_f0
-
-    return praat_f0(wav, variant="training")
-
-
-def _praat_inference(wav: Tensor) -> Tensor:
-    from hierspeech2.pitch import praat_f0
-
-    return praat_f0(wav, variant="inference")
-
-
-# The TTV was trained on YAAPT with f0_max 400 Hz (its preprocessing), hence the default.
-# "swift" is the fast alternative for large corpora (same range and framing; benchmarks/f0.py);
-# "praat" another, which needs the GPL-3 extra (pip install "hierspeech2[praat]").
-F0_EXTRACTORS: dict[str, Callable[[Tensor], Tensor]] = {
-    "yaapt": _yaapt_training,
-    "yaapt-inference": _yaapt_inference,
-    "swift": _swift_training,
-    "swift-inference": _swift_inference,
-    "praat": _praat_training,
-    "praat-inference": _praat_inference,
-}
-
-
 def resolve_f0_extractor(spec: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """A name from :data:`F0_EXTRACTORS`, a ``"package.module:function"`` path, or a callable.
+    """The F0 extractor preprocessing runs: :func:`hierspeech2.pitch.f0_extractor` with the training variant.
 
-    The extractor maps 16 kHz audio ``[N]`` (N a multiple of 1280) to F0 in Hz ``[1, 1, N / 80]``
-    (or anything reshaping to ``[N / 80]``), 0 on unvoiced frames. Worker processes need it
-    picklable: a module-level function.
+    ``spec`` is a method name (``"yaapt"``, the default of the TTV's preprocessing with f0_max
+    400 Hz; ``"swift"`` the fast alternative for large corpora; ``"praat"`` needs the GPL-3 extra),
+    a name with its variant (``"yaapt-inference"``), a ``"package.module:function"`` path or a
+    callable. The extractor maps 16 kHz audio ``[N]`` (N a multiple of 1280) to F0 in Hz
+    ``[1, 1, N / 80]`` (or anything reshaping to ``[N / 80]``), 0 on unvoiced frames. Worker
+    processes need it picklable: a module-level function (the named ones are).
     """
-    if callable(spec):
-        return spec
-    if spec in F0_EXTRACTORS:
-        return F0_EXTRACTORS[spec]
-    module_name, _, attribute = spec.partition(":")
-    if not attribute:
-        raise ValueError(
-            f"unknown F0 extractor {spec!r}; use one of {sorted(F0_EXTRACTORS)} or 'package.module:function'"
-        )
-    try:
-        function = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import F0 extractor {spec!r}: {error}") from error
-    if not callable(function):
-        raise TypeError(f"F0 extractor {spec!r} is not callable; name a function")
-    return function
+    return named_f0_extractor(spec, "training")
 
 
 @dataclass
@@ -218,7 +153,7 @@ def prepare_utterance(
     wav = from_pcm16(pcm)
     prepared = PreparedUtterance(utterance, MODEL_SAMPLE_RATE, pcm, num_samples)
 
-    expected_f0 = wav.shape[-1] // (HOP_LENGTH // F0_FRAMES_PER_HOP)
+    expected_f0 = wav.shape[-1] // F0_HOP
     extractor = resolve_f0_extractor(f0_extractor)
     try:
         f0 = torch.as_tensor(extractor(wav)).reshape(-1).float()
@@ -229,7 +164,7 @@ def prepare_utterance(
     if f0.shape[-1] != expected_f0:
         raise UnusableUtterance(
             f"F0 extractor returned {f0.shape[-1]} frames for {wav.shape[-1]} samples; expected "
-            f"{expected_f0} (4 per 320-sample hop)"
+            f"{expected_f0} ({F0_FRAMES_PER_HOP} per {HOP_LENGTH}-sample hop)"
         )
     prepared.f0 = f0.numpy()
 
@@ -259,7 +194,7 @@ class SemanticFeatures:
         self,
         encoder: torch.nn.Module | None = None,
         name_or_path: str | os.PathLike | None = None,
-        layer: int = 7,
+        layer: int = SEMANTIC_LAYER,
         device: str | torch.device = "cpu",
     ) -> None:
         self._encoder = encoder
@@ -296,7 +231,7 @@ class SemanticFeatures:
         if semantic.shape[-1] != expected:
             raise UnusableUtterance(
                 f"semantic encoder returned {semantic.shape[-1]} frames for {pcm.shape[-1]} samples; "
-                f"expected {expected} (one per 320 samples)"
+                f"expected {expected} (one per {HOP_LENGTH} samples)"
             )
         return semantic.to("cpu", torch.float16)
 

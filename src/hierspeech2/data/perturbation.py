@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hierspeech2.constants import MODEL_SAMPLE_RATE
+
 __all__ = [
     "Perturbation",
     "biquad_coefficients",
@@ -157,7 +159,7 @@ def shift_formants_and_pitch(
     pitch_ratio: Tensor | float,
     pitch_range: Tensor | float = 1.0,
     *,
-    sample_rate: int = 16_000,
+    sample_rate: int = MODEL_SAMPLE_RATE,
     n_fft: int = 1024,
     hop_length: int = 256,
     lifter: int = 30,
@@ -261,7 +263,7 @@ def parametric_eq(
     gain_db: Tensor,
     q: Tensor,
     kinds: tuple[str, ...],
-    sample_rate: int = 16_000,
+    sample_rate: int = MODEL_SAMPLE_RATE,
 ) -> Tensor:
     """A cascade of biquads, one set per row: ``wav`` [B, N], parameters [B, K], ``kinds`` K names → [B, N].
 
@@ -322,7 +324,7 @@ class Perturbation(nn.Module):
 
     def __init__(
         self,
-        sample_rate: int = 16_000,
+        sample_rate: int = MODEL_SAMPLE_RATE,
         formant_shift: float = 1.4,
         pitch_shift: float = 2.0,
         pitch_range: float = 1.5,

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 from typing_extensions import Self
 
+from hierspeech2.constants import HOP_LENGTH, MODEL_SAMPLE_RATE
 from hierspeech2.data.cache import TEMP_MARKER, CacheRecord, FeatureCache, tensors_for_item
 from hierspeech2.data.corpora import Utterance, read_corpus, split_long_utterances
 from hierspeech2.data.features import (
@@ -150,9 +151,11 @@ def preprocess(
         semantic.load()  # before anything is written: a missing download must leave no cache behind
 
     with _CacheLock(cache.root):
-        config: dict = {"model": model, "f0": None, "semantic": None, "hop_length": 320}
+        config: dict = {"model": model, "f0": None, "semantic": None, "hop_length": HOP_LENGTH}
         if needs_semantic:
-            config.update(sample_rate=16_000, f0=_extractor_name(f0_extractor), semantic=semantic.describe())
+            config.update(
+                sample_rate=MODEL_SAMPLE_RATE, f0=_extractor_name(f0_extractor), semantic=semantic.describe()
+            )
         else:
             config.update(sample_rate=target_rate)
         cache.check_or_write_config(config)

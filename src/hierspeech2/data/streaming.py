@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hierspeech2.constants import SEMANTIC_LAYER
 from hierspeech2.data.corpora import Utterance
 from hierspeech2.data.datasets import BACKBONE_FILTER, SPEECHSR_FILTER, TTV_FILTER, UtteranceFilter
 from hierspeech2.data.features import ModelKind, SemanticFeatures, UnusableUtterance, prepare_utterance
@@ -54,7 +55,7 @@ class StreamingItemWriter:
         self,
         model: ModelKind,
         semantic_model: str = "facebook/mms-300m",
-        semantic_layer: int = 7,
+        semantic_layer: int = SEMANTIC_LAYER,
         device: str = "cpu",
         f0_extractor: str | Callable = "yaapt",
         target_rate: int = 48_000,
@@ -124,7 +125,7 @@ def write_streaming_dataset(
     model: ModelKind,
     *,
     semantic_model: str = "facebook/mms-300m",
-    semantic_layer: int = 7,
+    semantic_layer: int = SEMANTIC_LAYER,
     device: str = "cpu",
     f0_extractor: str | Callable = "yaapt",
     target_rate: int = 48_000,
@@ -152,12 +153,12 @@ def write_streaming_dataset(
     - Several nodes, object storage (``s3://`` …): litdata's own multi-node path (the last node
       waits for the others and merges); litdata cannot checkpoint it, so a failed node reruns.
     """
+    writer = StreamingItemWriter(model, semantic_model, semantic_layer, device, f0_extractor, target_rate)
     overrides = {"DATA_OPTIMIZER_NUM_NODES": num_nodes, "DATA_OPTIMIZER_NODE_RANK": node_rank}
     with _environment({key: str(value) for key, value in overrides.items() if value is not None}):
         return _write_streaming_dataset(
-            utterances, str(output_dir), model, semantic_model, semantic_layer, device, f0_extractor,
-            target_rate, num_workers, chunk_bytes, start_method, verbose,
-        )  # fmt: skip
+            utterances, str(output_dir), writer, num_workers, chunk_bytes, start_method, verbose
+        )
 
 
 @contextlib.contextmanager
@@ -176,9 +177,14 @@ def _environment(values: dict[str, str]):
 
 
 def _write_streaming_dataset(
-    utterances, output, model, semantic_model, semantic_layer, device, f0_extractor,
-    target_rate, num_workers, chunk_bytes, start_method, verbose,
-) -> str:  # fmt: skip
+    utterances: Sequence[Utterance],
+    output: str,
+    writer: StreamingItemWriter,
+    num_workers: int,
+    chunk_bytes: str | int,
+    start_method: str | None,
+    verbose: bool,
+) -> str:
     import litdata
 
     nodes = int(os.environ.get("DATA_OPTIMIZER_NUM_NODES", "1"))
@@ -190,7 +196,6 @@ def _write_streaming_dataset(
         start_method = "fork" if sys.platform.startswith("linux") else "spawn"
     remote = _is_remote(output)
     start = time.perf_counter()
-    writer = StreamingItemWriter(model, semantic_model, semantic_layer, device, f0_extractor, target_rate)
     # JSON-serialisable inputs: litdata's checkpoints record them.
     inputs = [utterance.to_dict() for utterance in utterances]
     options = {

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import NativeCheckpointMixin, OfficialCheckpointMixin
-from ..nn.encoders import F0_FRAMES_PER_HOP, MelDecoder, PosteriorAudioEncoder, SourceFilterEncoder
+from ..constants import F0_FRAMES_PER_HOP, HOP_LENGTH
+from ..nn.encoders import MelDecoder, PosteriorAudioEncoder, SourceFilterEncoder
 from ..nn.flows import TransformerCouplingBlock
 from ..nn.functional import length_mask, sample_gaussian
 from ..nn.generator import Generator, SourceNetwork
@@ -242,8 +243,8 @@ class HierSpeech2(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         if log_f0.shape != (batch, 1, F0_FRAMES_PER_HOP * frames):
             raise ValueError(
                 f"log_f0 must be [B, 1, {F0_FRAMES_PER_HOP} * T] = {(batch, 1, F0_FRAMES_PER_HOP * frames)} "
-                f"for semantic {tuple(semantic.shape)} ({F0_FRAMES_PER_HOP} F0 frames per 320-sample hop), "
-                f"got {tuple(log_f0.shape)}; pad or trim the F0 track to match"
+                f"for semantic {tuple(semantic.shape)} ({F0_FRAMES_PER_HOP} F0 frames per "
+                f"{HOP_LENGTH}-sample hop), got {tuple(log_f0.shape)}; pad or trim the F0 track to match"
             )
         style = self.encode_style(prompt_mel, prompt_mel_lengths, batch, denoise_ratio)
         mask = length_mask(semantic_lengths, frames, semantic.dtype)

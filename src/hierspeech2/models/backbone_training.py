@@ -31,8 +31,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..nn.encoders import F0_FRAMES_PER_HOP
-from ..nn.functional import length_mask, sample_gaussian, slice_segments
+from ..constants import F0_FRAMES_PER_HOP
+from ..nn.functional import length_mask, rand_slice_segments, sample_gaussian, slice_segments
 from .backbone import HierSpeech2
 
 __all__ = ["LatentSource", "TrainingOutput", "training_forward", "window_targets"]
@@ -130,9 +130,7 @@ def training_forward(
     prosody_pred = model.prosody_decoder(prosody_latent, mask, style)
 
     window = min(window_frames, int(frame_lengths.min()))
-    highest_start = (frame_lengths - window + 1).to(torch.float32)
-    starts = (torch.rand(batch, device=semantic.device) * highest_start).long()
-    z_window = slice_segments(z_acoustic, starts, window)
+    z_window, starts = rand_slice_segments(z_acoustic, frame_lengths, window)
     unconditional = torch.rand(batch, device=semantic.device) < uncond_probability
     generator_style = style
     if bool(unconditional.any()):

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import NativeCheckpointMixin, OfficialCheckpointMixin
+from ..constants import MODEL_SAMPLE_RATE
 from ..errors import AudioError
 from ..nn.conformer import TimeFrequencyConformer
 from ..nn.dense import DenseEncoder, MaskDecoder, PhaseDecoder
@@ -78,7 +79,7 @@ class MPSENet(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         win_length: int = 400,
         compress_factor: float = 0.3,
         beta: float = 2.0,
-        sample_rate: int = 16000,
+        sample_rate: int = MODEL_SAMPLE_RATE,
     ) -> None:
         super().__init__()
         self.n_fft = n_fft

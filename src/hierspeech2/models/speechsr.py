@@ -24,7 +24,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from .._util import as_tuples
 from ..checkpoint import NativeCheckpointMixin, OfficialCheckpointMixin, load_native_weights
+from ..constants import MODEL_SAMPLE_RATE
 from ..errors import AudioError, CheckpointError
 from ..nn.inference import fuse_weight_norm
 from ..nn.upsampler import Upsampler
@@ -45,11 +47,6 @@ def _fingerprint(weight: Tensor) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _tuples(value: Any) -> Any:
-    """JSON lists back to the tuples the constructors take."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
 class SpeechSR(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
     """Speech super-resolution generator: [B, 1, N] at ``input_rate`` → [B, 1, ⌊ratio·N⌋] at ``output_rate``."""
 
@@ -58,7 +55,7 @@ class SpeechSR(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
     def __init__(
         self,
         upsample_ratio: float = 3.0,
-        input_rate: int = 16000,
+        input_rate: int = MODEL_SAMPLE_RATE,
         channels: int = 32,
         resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11),
         resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
@@ -165,7 +162,7 @@ class SpeechSR(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
                 f"{path} is not a hierspeech2 SpeechSR file (no config in its safetensors metadata); "
                 "for an official .pth use SpeechSR.from_official"
             )
-        config = {key: _tuples(value) for key, value in json.loads(metadata["config"]).items()}
+        config = as_tuples(json.loads(metadata["config"]))
         model = cls(**config)
         load_native_weights(path, model)
         return model.eval()

@@ -28,17 +28,18 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..checkpoint import NativeCheckpointMixin, OfficialCheckpointMixin
+from ..constants import HOP_LENGTH, MODEL_SAMPLE_RATE
 from ..errors import SettingError
 from ..nn.alignment import generate_path, monotonic_alignment_search
 from ..nn.attention import Encoder
 from ..nn.duration import StochasticDurationPredictor
 from ..nn.flows import TransformerCouplingBlock
-from ..nn.functional import length_mask, sample_gaussian, slice_segments
+from ..nn.functional import length_mask, rand_slice_segments, sample_gaussian
 from ..nn.style import StyleEncoder
 from ..nn.upsampler import Upsampler
 from ..nn.wavenet import WN
 
-FRAMES_PER_SECOND = 50  # semantic frames per second (hop 320 at 16 kHz)
+FRAMES_PER_SECOND = MODEL_SAMPLE_RATE // HOP_LENGTH  # semantic frames per second (50)
 # Longest output of one inference row (5 minutes); the flow attends over all frames, so memory grows with its square.
 MAX_INFER_FRAMES = 5 * 60 * FRAMES_PER_SECOND
 
@@ -335,11 +336,13 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
 
         # Random-call order (posterior sample, window start, duration noise) follows the
         # official forward, so a seeded run reproduces it.
-        highest_start = (semantic_lengths - pitch_window + 1).to(torch.float32)
-        starts = (torch.rand(semantic.shape[0]).to(semantic.device) * highest_start).clamp_min(0).long()
-        short_by = pitch_window - semantic.shape[-1]
-        padded = nn.functional.pad(semantic, (0, max(short_by, 0)))
-        log_f0_pred = self.pitch_predictor(slice_segments(padded, starts, pitch_window), style)
+        # Drawn on the CPU's default generator, as official; a row shorter than the window
+        # starts at 0 (its length counts as the window) and runs into the padding.
+        padded = nn.functional.pad(semantic, (0, max(pitch_window - semantic.shape[-1], 0)))
+        window, starts = rand_slice_segments(
+            padded, semantic_lengths.clamp_min(pitch_window), pitch_window, generator=torch.default_generator
+        )
+        log_f0_pred = self.pitch_predictor(window, style)
 
         attention_mask = text_mask.unsqueeze(2) * frame_mask.unsqueeze(-1)  # [B, 1, T, L]
         path = monotonic_alignment_search(

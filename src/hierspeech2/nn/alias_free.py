@@ -24,6 +24,7 @@ path is measured faster), and back.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -195,20 +196,14 @@ class PolyphaseActivation1d(Activation1d):
     Swap a model's activations with :func:`~hierspeech2.nn.inference.use_fast_activations`.
     """
 
-    def __init__(
-        self,
-        activation: nn.Module,
-        up_ratio: int = 2,
-        down_ratio: int = 2,
-        up_kernel_size: int = DEFAULT_KERNEL_SIZE,
-        down_kernel_size: int = DEFAULT_KERNEL_SIZE,
-    ) -> None:
-        if up_ratio != down_ratio:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The arguments of :class:`Activation1d`, with equal up and down ratios."""
+        super().__init__(*args, **kwargs)
+        if not self.has_polyphase_form:
             raise ValueError(
-                f"PolyphaseActivation1d needs equal up and down ratios, got up_ratio={up_ratio}, "
-                f"down_ratio={down_ratio}; use Activation1d for unequal ones"
+                f"PolyphaseActivation1d needs equal up and down ratios, got up_ratio={self.upsample.ratio}, "
+                f"down_ratio={self.downsample.ratio}; use Activation1d for unequal ones"
             )
-        super().__init__(activation, up_ratio, down_ratio, up_kernel_size, down_kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, T] → [B, C, T]."""

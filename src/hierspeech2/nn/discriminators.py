@@ -34,6 +34,17 @@ def _normalised(module: nn.Module, use_spectral_norm: bool) -> nn.Module:
     return spectral_norm(module) if use_spectral_norm else weight_norm(module)
 
 
+def _judge(convs: nn.ModuleList, conv_post: nn.Module, x: Tensor) -> DiscriminatorOutput:
+    """The 2-D convolutions (each followed by a leaky ReLU), then ``conv_post``: (logits, features)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        features.append(x)
+    x = conv_post(x)
+    features.append(x)
+    return torch.flatten(x, 1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """Waveform [B, 1, N] folded into [B, 1, N / p, p] columns, judged by strided 2-D convolutions over time."""
 
@@ -71,13 +82,7 @@ class PeriodDiscriminator(nn.Module):
         if remainder:
             wav = F.pad(wav, (0, self.period - remainder), mode="reflect")
         x = rearrange(wav, "b c (t p) -> b c t p", p=self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return torch.flatten(x, 1), features
+        return _judge(self.convs, self.conv_post, x)
 
 
 class ComplexSTFTDiscriminator(nn.Module):
@@ -135,13 +140,7 @@ class ComplexSTFTDiscriminator(nn.Module):
     def forward(self, wav: Tensor) -> DiscriminatorOutput:
         """[B, 1, N] → (logits [B, K], features)."""
         x = self.spectrogram(wav)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return torch.flatten(x, 1), features
+        return _judge(self.convs, self.conv_post, x)
 
 
 class MultiDiscriminator(nn.Module):

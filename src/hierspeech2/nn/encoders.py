@@ -10,13 +10,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from ..constants import F0_FRAMES_PER_HOP
 from .activations import SnakeBeta
 from .alias_free import Activation1d
 from .attention import Encoder
 from .resblocks import ResBlock
 from .wavenet import WN
-
-F0_FRAMES_PER_HOP = 4  # the released models read F0 at 4 frames per 320-sample hop (80-sample frames)
 
 
 class PosteriorAudioEncoder(nn.Module):

@@ -72,6 +72,8 @@ class SourceNetwork(Upsampler):
 class Generator(Upsampler):
     """BigVGAN generator with source (pitch) injection: latent [B, C, T] → waveform [B, 1, T · ∏ rates].
 
+    The released configuration is :class:`~hierspeech2.models.HierSpeech2`'s defaults.
+
     Args:
         in_channels: latent channels.
         resblock_kernel_sizes, resblock_dilation_sizes: AMP blocks per stage.
@@ -84,14 +86,14 @@ class Generator(Upsampler):
 
     def __init__(
         self,
-        in_channels: int = 192,
-        resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11),
-        resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
-        upsample_rates: tuple[int, ...] = (4, 5, 4, 2, 2),
-        upsample_initial_channel: int = 512,
-        upsample_kernel_sizes: tuple[int, ...] = (8, 11, 8, 4, 4),
-        gin_channels: int = 256,
-        source_channels: int = 64,
+        in_channels: int,
+        resblock_kernel_sizes: tuple[int, ...],
+        resblock_dilation_sizes: tuple[tuple[int, ...], ...],
+        upsample_rates: tuple[int, ...],
+        upsample_initial_channel: int,
+        upsample_kernel_sizes: tuple[int, ...],
+        gin_channels: int,
+        source_channels: int,
     ) -> None:
         source_factor = math.prod(SOURCE_UPSAMPLE_RATES)
         if upsample_rates[0] != source_factor:

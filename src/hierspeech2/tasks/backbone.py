@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..audio import MODEL_SAMPLE_RATE, LogMelSpectrogram
+from ..audio import LogMelSpectrogram
+from ..constants import MODEL_SAMPLE_RATE, SEMANTIC_LAYER
 from ..data.batch import BackboneBatch
 from ..data.perturbation import Perturbation
 from ..models.backbone import HierSpeech2
@@ -46,7 +47,6 @@ from .base import HIERSPEECH2_OPTIMIZER, MAX_NONFINITE_STEPS, GANTask, Optimizer
 logger = logging.getLogger(__name__)
 
 MMS_ENTRY = "mms-300m"  # the registry name of the semantic encoder the released backbones read
-SEMANTIC_LAYER = 7  # hidden state 7 of MMS-300m, as the released models
 
 
 def _module_names() -> dict[str, str]:

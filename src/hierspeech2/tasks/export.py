@@ -16,24 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..checkpoint import _json_to_constructor
 from ..errors import CheckpointError, HierSpeechError
+from ..models import model_class
 from .base import EXPORT_KEY
 
 logger = logging.getLogger(__name__)
-
-
-def _model_class(name: str) -> type[nn.Module]:
-    from .. import models
-
-    cls = getattr(models, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module) and hasattr(cls, "save_pretrained")):
-        raise CheckpointError(
-            f"the checkpoint names model class {name!r}, which hierspeech2.models does not export"
-        )
-    return cls
 
 
 def _is_torch_file(path: Path) -> bool:
@@ -73,7 +62,7 @@ def export(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
             f"{checkpoint_path} has no {EXPORT_KEY!r} record: it was not written by a hierspeech2 task "
             "(hierspeech2.tasks.TTVTask, SpeechSRTask, ...)"
         )
-    cls = _model_class(meta["model_class"])
+    cls = model_class(meta["model_class"], str(checkpoint_path))
     model = cls(**{key: _json_to_constructor(value) for key, value in meta["model_config"].items()})
     prefix = meta["state_prefix"]
     state = {

@@ -14,9 +14,10 @@ import torch
 from torch import Tensor
 
 from ..audio import LogMelSpectrogram
-from ..data.batch import SpeechSRBatch, length_mask
+from ..data.batch import SpeechSRBatch
 from ..models.speechsr import SpeechSR
 from ..nn.discriminators import RESOLUTIONS, RESOLUTIONS_48K, MultiDiscriminator
+from ..nn.functional import length_mask
 from ..nn.losses import MelL1Loss
 from .base import MAX_NONFINITE_STEPS, SPEECHSR48K_OPTIMIZER, GANTask, OptimizerConfig, check_loss_weights
 

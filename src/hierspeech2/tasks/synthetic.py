@@ -8,21 +8,19 @@ audio made of a few harmonics), so a training loss falls within a few steps.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..audio import HOP_LENGTH
-from ..data.batch import F0_FRAMES_PER_HOP, SpeechSRBatch, TTVBatch
+from ..constants import F0_FRAMES_PER_HOP, F0_HOP, HOP_LENGTH, MODEL_SAMPLE_RATE
+from ..data.datasets import collate_speechsr, collate_ttv
 
-
-def _pad_stack(tensors: list[Tensor], length: int | None = None) -> Tensor:
-    length = max(t.shape[-1] for t in tensors) if length is None else length
-    return torch.stack([F.pad(t, (0, length - t.shape[-1])) for t in tensors])
+__all__ = ["SyntheticSpeechSRDataModule", "SyntheticTTVDataModule", "collate_speechsr", "collate_ttv"]
 
 
 class _SyntheticTTVDataset(Dataset):
@@ -62,30 +60,36 @@ class _SyntheticTTVDataset(Dataset):
         semantic = self.semantic_table[frame_ids].T + noise
         mel = self.mel_table[frame_ids].T + 0.1 * torch.randn(self.mel_channels, frames, generator=gen)
         f0 = self.f0_table[frame_ids].repeat_interleave(F0_FRAMES_PER_HOP)
-        time = torch.arange(frames * HOP_LENGTH) / 16000.0
-        audio = 0.3 * torch.sin(2 * math.pi * f0.repeat_interleave(HOP_LENGTH // F0_FRAMES_PER_HOP) * time)
+        time = torch.arange(frames * HOP_LENGTH) / MODEL_SAMPLE_RATE
+        audio = 0.3 * torch.sin(2 * math.pi * f0.repeat_interleave(F0_HOP) * time)
         return {"tokens": tokens, "semantic": semantic, "mel": mel, "f0": f0, "audio": audio}
 
 
-def collate_ttv(items: list[dict[str, Tensor]]) -> TTVBatch:
-    """Pad synthetic TTV items into a :class:`TTVBatch`."""
-    return TTVBatch(
-        tokens=_pad_stack([item["tokens"] for item in items]),
-        token_lengths=torch.tensor([item["tokens"].shape[0] for item in items]),
-        semantic=_pad_stack([item["semantic"] for item in items]),
-        f0=_pad_stack([item["f0"] for item in items]).unsqueeze(1),
-        mel=_pad_stack([item["mel"] for item in items]),
-        audio=_pad_stack([item["audio"] for item in items]).unsqueeze(1),
-        semantic_lengths=torch.tensor([item["semantic"].shape[-1] for item in items]),
-    )
+class _SyntheticDataModule(pl.LightningDataModule):
+    """Loaders over a training and a validation set of generated items, batched by ``collate``."""
+
+    collate: Callable[[list[dict[str, Tensor]]], Any]
+
+    def __init__(self, batch_size: int, train_set: Dataset, val_set: Dataset) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.train_set, self.val_set = train_set, val_set
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, self.batch_size, shuffle=True, collate_fn=type(self).collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, self.batch_size, collate_fn=type(self).collate)
 
 
-class SyntheticTTVDataModule(pl.LightningDataModule):
+class SyntheticTTVDataModule(_SyntheticDataModule):
     """Fake :class:`TTVBatch` utterances: ``train_size`` items, ``val_size`` more for validation.
 
     Channel counts follow the model being trained (``semantic_channels``, ``mel_channels``,
     ``n_vocab``); the defaults fit the released TextToVec.
     """
+
+    collate = staticmethod(collate_ttv)
 
     def __init__(
         self,
@@ -99,17 +103,12 @@ class SyntheticTTVDataModule(pl.LightningDataModule):
         max_phonemes: int = 24,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.batch_size = batch_size
         options = (n_vocab, semantic_channels, mel_channels, min_phonemes, max_phonemes)
-        self.train_set = _SyntheticTTVDataset(train_size, seed, *options)
-        self.val_set = _SyntheticTTVDataset(val_size, seed + 1, *options)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, self.batch_size, shuffle=True, collate_fn=collate_ttv)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, self.batch_size, collate_fn=collate_ttv)
+        super().__init__(
+            batch_size,
+            _SyntheticTTVDataset(train_size, seed, *options),
+            _SyntheticTTVDataset(val_size, seed + 1, *options),
+        )
 
 
 class _SyntheticSpeechSRDataset(Dataset):
@@ -133,21 +132,13 @@ class _SyntheticSpeechSRDataset(Dataset):
         ).sum(0)
         high = 0.5 * high / high.abs().max()
         low = AF.resample(high, self.output_rate, self.input_rate)
-        return {"high": high, "low": low}
+        return {"high_rate": high, "low_rate": low}
 
 
-def collate_speechsr(items: list[dict[str, Tensor]]) -> SpeechSRBatch:
-    """Stack synthetic SpeechSR segments into a :class:`SpeechSRBatch`."""
-    return SpeechSRBatch(
-        low_rate=_pad_stack([item["low"] for item in items]).unsqueeze(1),
-        high_rate=_pad_stack([item["high"] for item in items]).unsqueeze(1),
-        low_rate_lengths=torch.tensor([item["low"].shape[-1] for item in items]),
-        high_rate_lengths=torch.tensor([item["high"].shape[-1] for item in items]),
-    )
-
-
-class SyntheticSpeechSRDataModule(pl.LightningDataModule):
+class SyntheticSpeechSRDataModule(_SyntheticDataModule):
     """Fake :class:`SpeechSRBatch` segments: harmonic tones at ``output_rate`` and their 16 kHz versions."""
+
+    collate = staticmethod(collate_speechsr)
 
     def __init__(
         self,
@@ -156,16 +147,12 @@ class SyntheticSpeechSRDataModule(pl.LightningDataModule):
         val_size: int = 4,
         output_rate: int = 48000,
         segment: int = 9600,
-        input_rate: int = 16000,
+        input_rate: int = MODEL_SAMPLE_RATE,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.batch_size = batch_size
-        self.train_set = _SyntheticSpeechSRDataset(train_size, seed, output_rate, segment, input_rate)
-        self.val_set = _SyntheticSpeechSRDataset(val_size, seed + 1, output_rate, segment, input_rate)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, self.batch_size, shuffle=True, collate_fn=collate_speechsr)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, self.batch_size, collate_fn=collate_speechsr)
+        options = (output_rate, segment, input_rate)
+        super().__init__(
+            batch_size,
+            _SyntheticSpeechSRDataset(train_size, seed, *options),
+            _SyntheticSpeechSRDataset(val_size, seed + 1, *options),
+        )

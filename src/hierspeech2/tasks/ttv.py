@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..audio import HOP_LENGTH, MODEL_SAMPLE_RATE
-from ..data.batch import F0_FRAMES_PER_HOP, TTVBatch
+from ..constants import F0_FRAMES_PER_HOP, HOP_LENGTH, MODEL_SAMPLE_RATE
+from ..data.batch import TTVBatch
 from ..models.ttv import TextToVec, TextToVecTrainingOutput
 from ..nn.functional import length_mask, slice_segments
 from ..nn.losses import GaussianKLLoss, MaskedL1Loss
