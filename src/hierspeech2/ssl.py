@@ -30,10 +30,6 @@ REFLECT_PAD = 40
 MMS_CONV_KERNELS = (10, 3, 3, 3, 3, 2, 2)
 MMS_CONV_STRIDES = (5, 2, 2, 2, 2, 2, 2)
 MMS_REGISTRY_NAME = "mms-300m"  # checkpoints.yaml's entry for MMS_REPO_ID (`hierspeech2 download mms-300m`)
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # transformers' order of preference
-# One HEAD request without retries decides whether the Hub is reachable: huggingface_hub's own
-# backed-off retries take about half a minute to give up on an unreachable network.
-HUB_PROBE_TIMEOUT_S = 5.0
 # positional convolution of RandomSemanticEncoder (MMS-300m: kernel 128, groups 16; far wider than tiny inputs need)
 POSITION_KERNEL = 16
 POSITION_GROUPS = 4

@@ -46,20 +46,16 @@ def family_class(family: str) -> type:
         raise CheckpointError(
             f"hierspeech2 has no {family} model yet; `hierspeech2 download` can still fetch its checkpoint"
         )
-    from .. import models
+    from ..models import MODEL_CLASSES
 
-    return getattr(models, _FAMILY_CLASSES[family])
+    return MODEL_CLASSES[_FAMILY_CLASSES[family]]
 
 
 def model_class(class_name: str, source: str) -> type:
     """The hierspeech2 model class named ``class_name``, as a native checkpoint (``source``) records it."""
-    for family, known in _FAMILY_CLASSES.items():
-        if known == class_name:
-            return family_class(family)
-    raise CheckpointError(
-        f"{source} holds a {class_name!r}, which hierspeech2 does not know "
-        f"({', '.join(_FAMILY_CLASSES.values())})"
-    )
+    from ..models import model_class as lookup
+
+    return lookup(class_name, source)
 
 
 def official_family(state: Mapping[str, Any], source: str = "checkpoint") -> str:
