@@ -169,7 +169,7 @@ def vc_criterion(utterances: dict[str, torch.Tensor], parity_dir: Path, pairs: i
     mms = Wav2Vec2Model(Wav2Vec2Config(**{**MMS_300M, "num_hidden_layers": MMS_LAYER})).eval()
     semantic_encoder = SemanticEncoder(mms, layer=MMS_LAYER)
 
-    # The pipeline's F0 extractor maps 16 kHz audio [N] to Hz [N / 80] (pipelines.yaapt_f0).
+    # The pipeline's F0 extractor maps 16 kHz audio [N] to Hz [N / 80] (pitch.F0Track).
     def per_utterance(fn: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda wav: fn(wav, variant="inference").reshape(-1)
 

@@ -224,7 +224,9 @@ def _no_cuda_calls(device: torch.device) -> Iterator[None]:
 def import_official(path: Path) -> types.SimpleNamespace:
     """The official modules, imported from a checkout of sh-lee-prml/HierSpeechpp (nothing is copied)."""
     if not (path / "hierspeechpp_speechsynthesizer.py").is_file():
-        raise SystemExit(f"--official {path}: not a HierSpeechpp checkout (no hierspeechpp_speechsynthesizer.py)")
+        raise SystemExit(
+            f"--official {path}: not a HierSpeechpp checkout (no hierspeechpp_speechsynthesizer.py)"
+        )
     # transformers probes for timm when imported; let it see the real (absent) package first.
     import transformers  # noqa: F401
     from transformers import Wav2Vec2ForPreTraining  # noqa: F401
@@ -256,10 +258,17 @@ def official_yaapt(wav: np.ndarray) -> np.ndarray:
     to_pad = int(20.0 / 1000 * SAMPLE_RATE) // 2
     rows = []
     for y in wav.astype(np.float64):
-        signal = basic.SignalObj(np.pad(y.squeeze(), (to_pad, to_pad), "constant", constant_values=0), SAMPLE_RATE)
+        signal = basic.SignalObj(
+            np.pad(y.squeeze(), (to_pad, to_pad), "constant", constant_values=0), SAMPLE_RATE
+        )
         with np.errstate(all="ignore"):
             pitch = pyaapt.yaapt(
-                signal, frame_length=20.0, frame_space=5.0, nccf_thresh1=0.25, tda_frame_length=25.0, f0_max=1100
+                signal,
+                frame_length=20.0,
+                frame_space=5.0,
+                nccf_thresh1=0.25,
+                tda_frame_length=25.0,
+                f0_max=1100,
             )
         rows.append(pitch.samp_values[None, None, :])
     return np.vstack(rows)
@@ -288,7 +297,9 @@ def _fill(model: str, parity_dir: Path) -> dict[str, torch.Tensor] | None:
     return module.official_state_dict(model, str(parity_dir))
 
 
-def build_models(args: argparse.Namespace, official: types.SimpleNamespace | None) -> tuple[Models, Models | None]:
+def build_models(
+    args: argparse.Namespace, official: types.SimpleNamespace | None
+) -> tuple[Models, Models | None]:
     from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
 
     from hierspeech2.models import HierSpeech2, SpeechSR, TextToVec
@@ -344,7 +355,10 @@ def build_models(args: argparse.Namespace, official: types.SimpleNamespace | Non
             n_mels=80, window_fn=torch.hann_window,
         )  # fmt: skip
     theirs = Models(
-        *(m.to(device).eval().requires_grad_(False) for m in (off_backbone, off_ttv, off_sr24, off_sr48, off_mms))
+        *(
+            m.to(device).eval().requires_grad_(False)
+            for m in (off_backbone, off_ttv, off_sr24, off_sr48, off_mms)
+        )
     )
     theirs.extra["mel"] = mel.to(device)
     return ours, theirs
@@ -383,14 +397,17 @@ def prepare_inputs(seconds: float, args: argparse.Namespace, ours: Models, frame
     semantic = torch.randn(1, 1024, frames, generator=generator)
     log_f0 = torch.log1p(120 + 30 * torch.rand(1, 1, 4 * frames, generator=generator))
     mel = LogMelSpectrogram()(torch.stack([prompt, prompt]))
-    return Inputs(source, prompt, semantic, log_f0, mel, tokens_for(seconds, frames_per_token, args.base_tokens))
+    return Inputs(
+        source, prompt, semantic, log_f0, mel, tokens_for(seconds, frames_per_token, args.base_tokens)
+    )
 
 
 def stage_functions(
     stage: str, x: Inputs, ours: Models, theirs: Models | None, args: argparse.Namespace
 ) -> tuple[Callable[[], Any], Callable[[], Any] | None, float]:
     """(ours, official or None, seconds of audio the stage produces) for ``stage`` on inputs ``x``."""
-    from hierspeech2.pipelines import TextToSpeech, VoiceConversion, inference_f0_extractor
+    from hierspeech2.pipelines import TextToSpeech, VoiceConversion
+    from hierspeech2.pitch import f0_extractor
 
     device = torch.device(args.device)
     seconds = x.source.numel() / SAMPLE_RATE
@@ -403,7 +420,7 @@ def stage_functions(
     theirs_fn: Callable[[], Any] | None = None
 
     if stage == "f0":
-        ours_fn = lambda: inference_f0_extractor(args.f0)(x.source)
+        ours_fn = lambda: f0_extractor(args.f0, "inference")(x.source)
         theirs_fn = lambda: official_yaapt(x.source.numpy()[None])
     elif stage == "mms":
         ours_fn = lambda: ours.mms(source.unsqueeze(0))
@@ -416,12 +433,16 @@ def stage_functions(
                 semantic, lengths, prompt_mel, mel_lengths, log_f0, noise_scale=0.333
             )
     elif stage in ("sr24k", "sr48k"):
-        mine, other = (ours.sr24, theirs and theirs.sr24) if stage == "sr24k" else (ours.sr48, theirs and theirs.sr48)
+        mine, other = (
+            (ours.sr24, theirs and theirs.sr24) if stage == "sr24k" else (ours.sr48, theirs and theirs.sr48)
+        )
         ours_fn = lambda: mine(wav)
         theirs_fn = (lambda: other(wav)) if other is not None else None
     elif stage == "vc48k":
         pipeline = VoiceConversion(ours.backbone, ours.mms, ours.sr48, f0_extractor=args.f0)
-        ours_fn = lambda: pipeline(x.source, x.prompt, source_rate=SAMPLE_RATE, target_rate=SAMPLE_RATE, seed=0)
+        ours_fn = lambda: pipeline(
+            x.source, x.prompt, source_rate=SAMPLE_RATE, target_rate=SAMPLE_RATE, seed=0
+        )
         if theirs:
             theirs_fn = lambda: official_vc(theirs, x.source, x.prompt, device, noise_scale=0.333)
         seconds = x.source.numel() / SAMPLE_RATE
@@ -464,7 +485,9 @@ def official_vc(theirs: Models, source: torch.Tensor, prompt: torch.Tensor, devi
     target = torch.cat([target, target], dim=0).to(device)
     mel = theirs.extra["mel"](target)
     mel_lengths = torch.LongTensor([mel.size(2)] * 2).to(device)
-    audio = theirs.backbone.voice_conversion_noise_control(w2v, lengths, mel, mel_lengths, log_f0, noise_scale=noise_scale)
+    audio = theirs.backbone.voice_conversion_noise_control(
+        w2v, lengths, mel, mel_lengths, log_f0, noise_scale=noise_scale
+    )
     audio = theirs.sr48(audio).squeeze()
     return audio / audio.abs().max() * PEAK
 
@@ -484,7 +507,9 @@ def official_tts(theirs: Models, tokens: torch.Tensor, prompt: torch.Tensor, dev
     )
     lengths = torch.LongTensor([w2v.size(2)]).to(device)
     pitch[pitch < torch.log(torch.tensor([PITCH_FLOOR_HZ], device=device))] = 0
-    out = theirs.backbone.voice_conversion_noise_control(w2v, lengths, mel, mel_lengths, pitch, noise_scale=noise[1])
+    out = theirs.backbone.voice_conversion_noise_control(
+        w2v, lengths, mel, mel_lengths, pitch, noise_scale=noise[1]
+    )
     out = theirs.sr48(out).squeeze()
     return out / out.abs().max() * PEAK
 
@@ -520,7 +545,9 @@ def run_stage(stage: str, seconds: float, x: Inputs, ours: Models, theirs: Model
     ours_fn, theirs_fn, audio_seconds = stage_functions(stage, x, ours, theirs, args)
     compare = theirs_fn is not None and seconds <= args.compare_max_seconds
     autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if args.dtype == "bfloat16" else contextlib.nullcontext()
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if args.dtype == "bfloat16"
+        else contextlib.nullcontext()
     )
 
     def ours_call() -> Any:
@@ -602,7 +629,9 @@ def quality(ours: Models, fp32: Models, args: argparse.Namespace, seconds: float
             if task == "vc":
                 f0 = args.f0 if low else "yaapt"
                 pipeline = VoiceConversion(models.backbone, models.mms, models.sr48, f0_extractor=f0)
-                audio, rate = pipeline(source, prompt, source_rate=SAMPLE_RATE, target_rate=SAMPLE_RATE, seed=seed)
+                audio, rate = pipeline(
+                    source, prompt, source_rate=SAMPLE_RATE, target_rate=SAMPLE_RATE, seed=seed
+                )
             else:
                 torch.manual_seed(seed)
                 tts = TextToSpeech(models.ttv, models.backbone, models.sr48)
@@ -615,7 +644,9 @@ def quality(ours: Models, fp32: Models, args: argparse.Namespace, seconds: float
         other_seed = log_mel(task, fp32, 1, low=False)
         low = log_mel(task, ours, 0, low=True)
         frames = min(reference.shape[-1], low.shape[-1], other_seed.shape[-1])
-        result[f"{task}_l1_config_vs_fp32"] = (low[..., :frames] - reference[..., :frames]).abs().mean().item()
+        result[f"{task}_l1_config_vs_fp32"] = (
+            (low[..., :frames] - reference[..., :frames]).abs().mean().item()
+        )
         result[f"{task}_l1_fp32_seed0_vs_seed1"] = (
             (other_seed[..., :frames] - reference[..., :frames]).abs().mean().item()
         )
@@ -635,22 +666,33 @@ def parity(ours: Models, theirs: Models, args: argparse.Namespace, seconds: floa
         mine, _ = vc(source, prompt, source_rate=SAMPLE_RATE, target_rate=SAMPLE_RATE)
         other = official_vc(theirs, source, prompt, device, noise_scale=0.0).cpu()
         n = min(mine.numel(), other.numel())
-        result = {"vc48k_max_abs": (mine[:n] - other[:n]).abs().max().item(), "vc48k_len": [mine.numel(), other.numel()]}
+        result = {
+            "vc48k_max_abs": (mine[:n] - other[:n]).abs().max().item(),
+            "vc48k_len": [mine.numel(), other.numel()],
+        }
         tokens = tokens_for(seconds, args.frames_per_token, args.base_tokens)
         mel = LogMelSpectrogram().to(device)(torch.stack([prompt, prompt]).to(device))
         tts = TextToSpeech(ours.ttv, ours.backbone, ours.sr48)
-        mine = tts.synthesize_from_tokens(tokens, mel, noise_scale_ttv=0.0, noise_scale_vc=0.0, noise_scale_w=0.0)
+        mine = tts.synthesize_from_tokens(
+            tokens, mel, noise_scale_ttv=0.0, noise_scale_vc=0.0, noise_scale_w=0.0
+        )
         other = official_tts(theirs, tokens, prompt, device, noise=(0.0, 0.0, 0.0)).cpu()
         n = min(mine.numel(), other.numel())
-        result.update(tts48k_max_abs=(mine[:n] - other[:n]).abs().max().item(), tts48k_len=[mine.numel(), other.numel()])
+        result.update(
+            tts48k_max_abs=(mine[:n] - other[:n]).abs().max().item(), tts48k_len=[mine.numel(), other.numel()]
+        )
     return result
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--lengths", nargs="+", type=float, default=[3.0, 12.0, 60.0], help="input seconds")
-    parser.add_argument("--reps", type=int, default=3, help="timed calls per stage and length (after one warm-up)")
+    parser.add_argument(
+        "--reps", type=int, default=3, help="timed calls per stage and length (after one warm-up)"
+    )
     parser.add_argument("--quick", action="store_true", help="3 s inputs, 2 repetitions")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu")
@@ -665,8 +707,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--official", type=Path, default=None, help="checkout of sh-lee-prml/HierSpeechpp")
     parser.add_argument("--compare-max-seconds", type=float, default=12.0,
                         help="time the official code only up to this input length (it is slow); default 12")  # fmt: skip
-    parser.add_argument("--check", action="store_true", help="with --compare: max |ours − official| at noise 0")
-    parser.add_argument("--quality", action="store_true", help="low-precision error vs fp32 and sampler noise")
+    parser.add_argument(
+        "--check", action="store_true", help="with --compare: max |ours − official| at noise 0"
+    )
+    parser.add_argument(
+        "--quality", action="store_true", help="low-precision error vs fp32 and sampler noise"
+    )
     parser.add_argument("--mms", type=Path, default=None, help="local transformers mms-300m checkpoint")
     parser.add_argument("--parity-dir", type=Path, default=SHARED / "parity")
     parser.add_argument("--audio-dir", type=Path, default=SHARED / "audio")
@@ -698,12 +744,16 @@ def main(argv: list[str] | None = None) -> None:
     from safetensors.torch import load_file
 
     cases = args.parity_dir / "cases.safetensors"
-    args.base_tokens = load_file(str(cases))["a.ttv.tokens"] if cases.is_file() else torch.randint(1, 178, (1, 300))
+    args.base_tokens = (
+        load_file(str(cases))["a.ttv.tokens"] if cases.is_file() else torch.randint(1, 178, (1, 300))
+    )
     with torch.inference_mode():  # frames per token of this TTV at the benchmark's settings, for the lengths
         torch.manual_seed(0)
         probe = args.base_tokens.reshape(1, -1)[:, :200]
         mel = prepare_inputs(PROMPT_SECONDS, args, ours, 1.0).prompt_mel
-        semantic, _ = ours.ttv.infer(probe, torch.tensor([probe.shape[-1]]), mel, torch.tensor([mel.shape[-1]] * 2))
+        semantic, _ = ours.ttv.infer(
+            probe, torch.tensor([probe.shape[-1]]), mel, torch.tensor([mel.shape[-1]] * 2)
+        )
         args.frames_per_token = semantic.shape[-1] / probe.shape[-1]
 
     peak = matmul_peak_gflops(device)
@@ -734,7 +784,9 @@ def main(argv: list[str] | None = None) -> None:
             "dtype": args.dtype, "int8": args.int8, "f0": args.f0, "matmul_peak_gflops": peak,
             "capability": torch.backends.cpu.get_cpu_capability(),
         }  # fmt: skip
-        args.json.write_text(json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows], **extra}, indent=1))
+        args.json.write_text(
+            json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows], **extra}, indent=1)
+        )
 
 
 if __name__ == "__main__":

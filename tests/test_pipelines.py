@@ -225,22 +225,23 @@ def test_text_to_speech_end_to_end(tiny_parts, utterances) -> None:
         tts("Hi.", utterances[2], speed=2.0)
 
 
-def test_f0_extractor_names_resolve_to_the_inference_setting(monkeypatch) -> None:
-    from hierspeech2 import pipelines
+def test_f0_extractor_names_resolve_to_the_inference_setting(tiny_parts) -> None:
+    from hierspeech2.pipelines import VoiceConversion
+    from hierspeech2.pitch import F0Track, f0_extractor
 
-    assert pipelines.inference_f0_extractor("yaapt") is pipelines.yaapt_f0
-    calls = []
-    monkeypatch.setattr(
-        pipelines,
-        "extract_f0",
-        lambda wav, method, variant: calls.append((method, variant)) or torch.ones(1, 1, 4),
-    )
-    assert pipelines.inference_f0_extractor("praat")(torch.zeros(320)).shape == (4,)
-    assert calls == [("praat", "inference")]
+    assert f0_extractor("yaapt", "inference") == F0Track("yaapt", "inference")
+    assert f0_extractor("praat", "inference") == F0Track("praat", "inference")
     custom = lambda wav: wav
-    assert pipelines.inference_f0_extractor(custom) is custom
-    with pytest.raises(ValueError, match="unknown F0 method 'crepe'.*yaapt"):
-        pipelines.inference_f0_extractor("crepe")
+    assert f0_extractor(custom, "inference") is custom
+    with pytest.raises(ValueError, match="unknown F0 extractor 'crepe'.*yaapt"):
+        f0_extractor("crepe", "inference")
+    # the pipeline resolves its option the same way, and refuses an unknown name when built
+    backbone, _, encoder = tiny_parts
+    vc = VoiceConversion(backbone, encoder, output_rate=16_000, f0_extractor="swift")
+    assert vc.f0_extractor == F0Track("swift", "inference") and vc.options.f0_extractor == "swift"
+    assert VoiceConversion(backbone, encoder, output_rate=16_000, f0_extractor=custom).f0_extractor is custom
+    with pytest.raises(ValueError, match="unknown F0 extractor 'crepe'"):
+        VoiceConversion(backbone, encoder, output_rate=16_000, f0_extractor="crepe")
 
 
 # ------------------------------------------------------- denoise_ratio with a given denoised prompt row
@@ -313,7 +314,7 @@ def test_synthesize_from_tokens_uses_the_same_defaults_as_call() -> None:
         noise_scale_vc=0.0,
         noise_scale_w=0.0,
     )
-    assert tts.defaults["denoise_ratio"] == OFFICIAL_DENOISE_RATIO == 0.8
+    assert tts.options.denoise_ratio == tts.denoise_ratio == OFFICIAL_DENOISE_RATIO == 0.8
     prompt_mel = two_row_prompt_mel(tts)
     torch.manual_seed(1)
     default = tts.synthesize_from_tokens(TOKENS, prompt_mel)
@@ -379,3 +380,59 @@ def test_encoded_prompts_with_denoised_rows_need_no_denoiser_but_audio_does(utte
     monkeypatch.setattr(vc.backbone, "encode_style", lambda *args, **kwargs: style)
     by_hand = vc(source, given, source_rate=16_000, denoise_ratio=0.0)[0]
     assert (by_hand - out[0.5]).abs().max() <= 1e-5
+
+
+# ------------------------------------------------------- options and jobs
+
+
+def test_pipelines_take_an_options_object_and_keyword_overrides(tiny_parts) -> None:
+    import tiny_models
+
+    from hierspeech2.errors import SettingError
+    from hierspeech2.options import SuperResolutionOptions, TextToSpeechOptions, VoiceConversionOptions
+    from hierspeech2.pipelines import VoiceConversion
+
+    backbone, ttv, encoder = tiny_parts
+    vc = VoiceConversion(backbone, encoder, options=VoiceConversionOptions(noise_scale=0.5), batch_size=2)
+    # the options the models decide are resolved: 16 kHz without a SpeechSR, ratio 0 without a denoiser
+    assert vc.options == VoiceConversionOptions(
+        output_rate=16_000, noise_scale=0.5, denoise_ratio=0.0, batch_size=2
+    )
+    assert (vc.noise_scale, vc.batch_size, vc.output_rate, vc.denoise_ratio) == (0.5, 2, 16_000, 0.0)
+    tts = TextToSpeech(ttv, backbone, length_scale=1.1)
+    assert tts.options == TextToSpeechOptions(output_rate=16_000, length_scale=1.1, denoise_ratio=0.0)
+    assert tts.options.noise_scale_ttv == TextToSpeechOptions.default("noise_scale_ttv")
+    assert tts.batch_size == TextToSpeechOptions.default("batch_size")
+    sr = SuperResolution(tiny_models.speechsr(), batch_size=3)
+    assert sr.options == SuperResolutionOptions(batch_size=3) and sr.batch_size == 3
+    # attributes write through the options, checked; the output rate follows the models
+    vc.batch_size = 4
+    assert vc.options.batch_size == 4
+    with pytest.raises(SettingError, match="batch_size must be an integer"):
+        vc.batch_size = 0
+    with pytest.raises(AttributeError):
+        vc.output_rate = 24_000
+    with pytest.raises(TypeError, match="unknown VoiceConversionOptions field.*speed"):
+        VoiceConversion(backbone, encoder, speed=2.0)
+    with pytest.raises(TypeError, match="takes options=TextToSpeechOptions"):
+        TextToSpeech(ttv, backbone, options=VoiceConversionOptions())
+    with pytest.raises(SettingError, match="noise_scale must be a finite number >= 0"):
+        VoiceConversion(backbone, encoder, noise_scale=-1.0)
+    with pytest.raises(SettingError, match="length_scale must be a finite number > 0"):
+        TextToSpeech(ttv, backbone, options=TextToSpeechOptions(length_scale=0.0))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_many_takes_typed_jobs_or_tuples() -> None:
+    import tiny_models
+
+    from hierspeech2.pipelines import SuperResolutionJob
+
+    sr = SuperResolution(tiny_models.speechsr(), batch_size=2)
+    wav = 0.3 * torch.sin(torch.arange(8_000) * 2 * math.pi * 200 / 16_000)
+    typed, paired, missing = sr.process_many(
+        [SuperResolutionJob(wav, sample_rate=16_000), ((wav, 16_000), None), ("missing.wav", None)]
+    )
+    assert typed.ok and paired.ok and not missing.ok
+    assert torch.equal(typed.audio, paired.audio) and typed.sample_rate == sr.output_rate
+    torch.testing.assert_close(typed.audio, sr(wav, 16_000)[0], atol=1e-5, rtol=0)  # batched vs alone

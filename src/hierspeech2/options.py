@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 
 from .constants import OUTPUT_RATES
+from .errors import SettingError
 
 __all__ = [
     "DEFAULT_NOISE_SCALE",
@@ -51,19 +52,24 @@ class _PipelineOptions:
 
     def __post_init__(self) -> None:
         if self.scale_norm not in SCALE_NORMS:
-            raise ValueError(f"scale_norm must be one of {', '.join(SCALE_NORMS)}, got {self.scale_norm!r}")
+            raise SettingError(f"scale_norm must be one of {', '.join(SCALE_NORMS)}, got {self.scale_norm!r}")
         _check_int("batch_size", self.batch_size, minimum=1)
         rate = getattr(self, "output_rate", None)
         if rate is not None and rate not in OUTPUT_RATES:
-            raise ValueError(f"output_rate must be one of {', '.join(map(str, OUTPUT_RATES))}, got {rate!r}")
-        ratio = getattr(self, "denoise_ratio", None)
-        if ratio is not None:
-            _check_float("denoise_ratio", ratio, 0.0, 1.0)
+            raise SettingError(
+                f"output_rate must be one of {', '.join(map(str, OUTPUT_RATES))}, got {rate!r}"
+            )
+        if getattr(self, "denoise_ratio", None) is not None:
+            self._set_number("denoise_ratio", 0.0, 1.0)
         for name in ("noise_scale", "noise_scale_ttv", "noise_scale_vc", "noise_scale_w"):
             if hasattr(self, name):
-                _check_float(name, getattr(self, name), 0.0, None)
+                self._set_number(name, 0.0, None)
         if hasattr(self, "length_scale"):
-            _check_float("length_scale", self.length_scale, 0.0, None, open_low=True)
+            self._set_number("length_scale", 0.0, None, open_low=True)
+
+    def _set_number(self, name: str, low: float, high: float | None, open_low: bool = False) -> None:
+        """Check field ``name`` and store it as a float (frozen, hence ``object.__setattr__``)."""
+        object.__setattr__(self, name, _checked_float(name, getattr(self, name), low, high, open_low))
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -174,14 +180,21 @@ class TextToSpeechOptions(_PipelineOptions):
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+        raise SettingError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _check_float(name: str, value: Any, low: float, high: float | None, open_low: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    too_low = value <= low if open_low else value < low
-    if math.isnan(value) or too_low or (high is not None and value > high):
-        bound = f"> {low}" if open_low else f"≥ {low}"
-        span = f"in [{low}, {high}]" if high is not None else bound
-        raise ValueError(f"{name} must be {span}, got {value}")
+def _checked_float(name: str, value: Any, low: float, high: float | None, open_low: bool = False) -> float:
+    """``value`` as a float, or a :class:`SettingError` when it is no number, NaN/Inf or out of range."""
+    try:
+        if isinstance(value, (bool, str, bytes)):
+            raise TypeError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a number, got {value!r}") from None
+    too_low = number <= low if open_low else number < low
+    if not math.isfinite(number) or too_low or (high is not None and number > high):
+        if high is not None:
+            raise SettingError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+        bound = f"> {low:g}" if open_low else f">= {low:g}"
+        raise SettingError(f"{name} must be a finite number {bound}, got {value!r}")
+    return number

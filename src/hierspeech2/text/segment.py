@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..options import MAX_PIECE_CHARS
 from .cleaners import ABBREVIATIONS
 
 __all__ = ["CLAUSE_PAUSE", "PARAGRAPH_PAUSE", "SENTENCE_PAUSE", "Piece", "split_text"]
 
-MAX_PIECE_CHARS = 200  # the official scripts' practical limit for one TTV call
 MIN_PIECE_CHARS = 12  # shorter sentences ("Yes.") are joined to the next one: alone their prosody suffers
 SENTENCE_PAUSE = 0.25  # seconds of silence after a sentence
 CLAUSE_PAUSE = 0.12  # after a piece cut at a comma, semicolon, colon or dash inside a long sentence

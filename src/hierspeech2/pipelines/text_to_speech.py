@@ -1,0 +1,312 @@
+"""Zero-shot TTS: TextToVec (text → semantic + F0) → HierSpeech2 backbone → optional SpeechSR, any length of text."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..audio_stream import MemorySink
+from ..chunking import fade_in_weights
+from ..constants import F0_FRAMES_PER_HOP
+from ..errors import TextError
+from ..models import HierSpeech2, SpeechSR, TextToVec
+from ..nn.inference import inference
+from ..options import TextToSpeechOptions
+from ..text import text_to_tokens
+from ..text.segment import Piece, split_text
+from .base import option
+from .inputs import AudioInput
+from .jobs import Result, SpeechJob
+from .prompts import Prompt, PromptCache
+from .scheduler import (
+    PEAK,
+    Run,
+    device_of,
+    dtype_of,
+    equal_length_groups,
+    finish_runs,
+    guarded,
+    make_sink,
+    progress_bar,
+    seeded,
+    start_runs,
+)
+from .synthesis import Synthesis
+
+__all__ = ["PIECE_EDGE_FADE_SECONDS", "PITCH_FLOOR_HZ", "TextToSpeech"]
+
+PITCH_FLOOR_HZ = 55.0
+"""The official TTS chain zeroes log F0 below this."""
+PIECE_EDGE_FADE_SECONDS = 0.005
+"""Long-form TTS fades the edges of its pieces, so that the pauses start and end without clicks."""
+
+
+@dataclass
+class _SpeechRun(Run):
+    prompt: Prompt | None = None
+    pieces: list[tuple[Piece, Tensor]] | None = None  # each with its tokens
+    fade: bool = False  # several pieces: fade their edges
+
+
+@dataclass
+class _PieceJob:
+    run: _SpeechRun
+    piece: Piece
+    tokens: Tensor
+    last: bool
+
+
+class TextToSpeech(Synthesis[TextToSpeechOptions]):
+    """Zero-shot TTS: TextToVec (text → semantic + F0) → HierSpeech2 backbone → optional SpeechSR.
+
+    Text of any length is split into pieces (:func:`~hierspeech2.text.segment.split_text`) that are
+    spoken from one prompt encoding and joined with short pauses; ``batch_size`` pieces go through
+    the text-to-vec model at once (padded; each row equals the piece alone), and pieces of equal
+    length through the backbone.
+
+    Args:
+        ttv, backbone, speechsr: the models (``speechsr`` for 24/48 kHz output).
+        denoiser: MP-SENet prompt denoiser; with one, ``denoise_ratio`` defaults to the official
+            :data:`~hierspeech2.options.OFFICIAL_DENOISE_RATIO`.
+        options: a :class:`~hierspeech2.options.TextToSpeechOptions`: output rate, noise scales,
+            length scale, denoise ratio (defaults of every call), loudness, piece length and
+            pieces per text-to-vec call.
+        **overrides: fields of the options given as keywords (``length_scale=1.1`` …).
+    """
+
+    OPTIONS = TextToSpeechOptions
+    max_piece_chars = option("max_piece_chars", "Longest text piece for one text-to-vec call.")
+
+    def __init__(
+        self,
+        ttv: TextToVec,
+        backbone: HierSpeech2,
+        speechsr: SpeechSR | None = None,
+        denoiser: nn.Module | None = None,
+        *,
+        options: TextToSpeechOptions | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(backbone, speechsr, denoiser, self._make_options(options, overrides))
+        self.ttv = ttv.eval()
+
+    @inference
+    def __call__(
+        self,
+        text: str,
+        prompt: AudioInput | Prompt,
+        *,
+        prompt_rate: int | None = None,
+        seed: int | None = None,
+        progress: bool = False,
+        **settings: float,
+    ) -> tuple[Tensor, int]:
+        """Speak ``text`` (any length) in the voice and style of ``prompt`` → ``(waveform [N], output_rate)``.
+
+        ``settings`` override the constructor's ``noise_scale_ttv``, ``noise_scale_vc``,
+        ``noise_scale_w``, ``length_scale`` and ``denoise_ratio``.
+        """
+        job = SpeechJob(text, prompt, None, prompt_rate)
+        (result,) = self._run([job], seed, progress, settings, raise_errors=True)
+        return result.audio, self.output_rate
+
+    @inference
+    def synthesize_to_file(
+        self,
+        text: str,
+        prompt: AudioInput | Prompt,
+        output: str | os.PathLike,
+        *,
+        prompt_rate: int | None = None,
+        seed: int | None = None,
+        progress: bool = False,
+        **settings: float,
+    ) -> Path:
+        """Speak ``text`` into ``output`` (format by extension), piece by piece: memory does not grow with the text."""
+        job = SpeechJob(text, prompt, output, prompt_rate)
+        (result,) = self._run([job], seed, progress, settings, raise_errors=True)
+        return result.path
+
+    @inference
+    def synthesize_many(
+        self,
+        jobs: Sequence[SpeechJob | tuple[Any, ...]],
+        *,
+        seed: int | None = None,
+        progress: bool = False,
+        **settings: float,
+    ) -> list[Result]:
+        """``(text, prompt, output path or None)`` triples (or :class:`SpeechJob` s) → one :class:`Result` each.
+
+        A prompt is a file path, a ``(waveform, sample_rate)`` pair or an encoded :class:`Prompt`;
+        failures stay per job.
+        """
+        return self._run([SpeechJob.of(job) for job in jobs], seed, progress, settings, raise_errors=False)
+
+    @inference
+    def synthesize_from_tokens(
+        self,
+        tokens: Tensor,
+        prompt_mel: Tensor,
+        noise_scale_ttv: float | None = None,
+        noise_scale_vc: float | None = None,
+        noise_scale_w: float | None = None,
+        length_scale: float | None = None,
+        denoise_ratio: float | None = None,
+        prompt_peak: float = PEAK,
+    ) -> Tensor:
+        """Token ids ``[L]``/``[1, L]`` + prompt log-mel ``[2, 80, T]`` → final waveform ``[N]`` at ``output_rate``.
+
+        The rows of ``prompt_mel`` are the original and the denoised prompt; their styles are mixed by
+        ``denoise_ratio`` (no denoiser needed). Settings left at None take the constructor's values, as in ``__call__``.
+        """
+        options = self._call_options(
+            {
+                "noise_scale_ttv": noise_scale_ttv,
+                "noise_scale_vc": noise_scale_vc,
+                "noise_scale_w": noise_scale_w,
+                "length_scale": length_scale,
+                "denoise_ratio": denoise_ratio,
+            }
+        )
+        prompt = Prompt(mel=prompt_mel, peak=prompt_peak, denoised=True)
+        (audio,) = self._speak(tokens.reshape(1, -1), [prompt], options)
+        sink = MemorySink(self.scale_norm, self._peak_for(prompt))
+        sink.write(audio)
+        return sink.close()
+
+    def _run(
+        self,
+        jobs: Sequence[SpeechJob],
+        seed: int | None,
+        progress: bool,
+        settings: dict[str, float],
+        raise_errors: bool,
+    ) -> list[Result]:
+        options = self._call_options(settings)
+        prompts = self._prompt_cache([job.prompt for job in jobs], options.denoise_ratio)
+        runs = start_runs(
+            jobs,
+            _SpeechRun,
+            self.output_rate,
+            lambda run, job: self._prepare(run, job, prompts),
+            raise_errors,
+        )
+        pieces = [
+            _PieceJob(run, piece, tokens, i == len(run.pieces) - 1)
+            for run in runs
+            if not run.failed
+            for i, (piece, tokens) in enumerate(run.pieces)
+        ]
+        with seeded(seed), progress_bar(len(pieces), progress, "piece", "speaking") as bar:
+            for start in range(0, len(pieces), self.batch_size):
+                wave = [p for p in pieces[start : start + self.batch_size] if not p.run.failed]
+                for item, audio in zip(wave, guarded(lambda group: self._speak_pieces(group, options), wave)):
+                    if isinstance(audio, BaseException):
+                        item.run.fail(audio)
+                    elif not item.run.failed:
+                        self._push_piece(item, audio)
+                bar.update(len(wave))
+        return finish_runs(runs, raise_errors)
+
+    def _prepare(self, run: _SpeechRun, job: SpeechJob, prompts: PromptCache) -> None:
+        run.prompt = prompts.get(job.prompt, job.prompt_rate)
+        pieces = self._pieces(job.text)
+        run.sink = make_sink(job.output, self.output_rate, self.scale_norm, self._peak_for(run.prompt))
+        run.pieces, run.remaining, run.fade = pieces, len(pieces), len(pieces) > 1
+
+    def _pieces(self, text: str) -> list[tuple[Piece, Tensor]]:
+        if not isinstance(text, str):
+            raise TextError(f"text must be a str, got {type(text).__name__}")
+        pieces = split_text(text, self.max_piece_chars)
+        if len(pieces) <= 1:  # one piece: the text reaches the front end unchanged
+            return [(pieces[0] if pieces else Piece(text, 0.0), text_to_tokens(text))]
+        tokenised, failures = [], []
+        with warnings.catch_warnings(record=True) as dropped:
+            warnings.simplefilter("always")
+            for piece in pieces:
+                try:
+                    tokenised.append((piece, text_to_tokens(piece.text)))
+                except TextError as error:
+                    failures.append(str(error))
+        if dropped:  # one summary instead of one warning per piece of a book
+            warnings.warn(
+                f"{len(dropped)} of {len(pieces)} pieces lost symbols the model has no id for; first: "
+                f"{dropped[0].message}",
+                stacklevel=7,
+            )
+        if failures:
+            warnings.warn(
+                f"skipped {len(failures)} piece(s) without speakable words: {failures[0]}", stacklevel=7
+            )
+        if not tokenised:
+            raise TextError(f"none of the {len(pieces)} pieces of the text yields phonemes: {failures[0]}")
+        return tokenised
+
+    def _speak_pieces(self, group: list[_PieceJob], options: TextToSpeechOptions) -> list[Tensor]:
+        lengths = [p.tokens.numel() for p in group]
+        tokens = torch.zeros(len(group), max(lengths), dtype=torch.long)
+        for row, item in enumerate(group):
+            tokens[row, : lengths[row]] = item.tokens
+        return self._speak(tokens, [p.run.prompt for p in group], options, token_lengths=lengths)
+
+    def _speak(
+        self,
+        tokens: Tensor,
+        prompts: Sequence[Prompt],
+        options: TextToSpeechOptions,
+        token_lengths: Sequence[int] | None = None,
+    ) -> list[Tensor]:
+        """Token rows [B, L] (zero-padded) → one waveform per row, unnormalised; TTV batched, backbone by length."""
+        device = device_of(self.ttv)
+        token_lengths = token_lengths or [tokens.shape[-1]] * tokens.shape[0]
+        # the prompt rows in the backbone's dtype, then in the TTV's (as it always was)
+        prompt_mel, prompt_lengths = self._prompt_rows(prompts)
+        semantic, log_f0, frames = self.ttv.infer_with_lengths(
+            tokens.to(device),
+            torch.tensor(token_lengths, device=device),
+            prompt_mel.to(device, dtype_of(self.ttv)),
+            prompt_lengths.to(device),
+            noise_scale=options.noise_scale_ttv,
+            noise_scale_w=options.noise_scale_w,
+            length_scale=options.length_scale,
+            denoise_ratio=options.denoise_ratio,
+        )
+        log_f0 = log_f0.masked_fill(log_f0 < math.log(PITCH_FLOOR_HZ), 0.0)
+        frames = frames.tolist()
+        audio: list[Tensor | None] = [None] * len(frames)
+        for rows in equal_length_groups(range(len(frames)), lambda row: frames[row], len(frames)):
+            length = frames[rows[0]]
+            out = self._render_rows(
+                semantic[rows, :, :length],
+                log_f0[rows, :, : F0_FRAMES_PER_HOP * length],
+                [prompts[r] for r in rows],
+                options.noise_scale_vc,
+                options.denoise_ratio,
+            )
+            for row, wav in zip(rows, out):
+                audio[row] = wav
+        return audio
+
+    def _push_piece(self, item: _PieceJob, audio: Tensor) -> None:
+        run = item.run
+        if run.fade:
+            edge = min(round(PIECE_EDGE_FADE_SECONDS * self.output_rate), audio.numel() // 2)
+            ramp = fade_in_weights(edge, audio)
+            audio = audio.clone()
+            audio[:edge] *= ramp
+            audio[audio.numel() - edge :] *= ramp.flip(0)
+        run.sink.write(audio)
+        if not item.last:
+            run.sink.write(audio.new_zeros(round(item.piece.pause * self.output_rate)))
+        run.remaining -= 1
+        if run.remaining == 0:
+            run.finish()
