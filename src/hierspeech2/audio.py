@@ -155,14 +155,16 @@ def _check_resample_cost(wav: Tensor, orig_freq: int, new_freq: int) -> None:
     kernel = up * (down + 2 * width)
     if kernel > MAX_RESAMPLE_KERNEL_ELEMENTS:
         raise AudioError(
-            f"cannot resample {orig_freq} Hz to {new_freq} Hz exactly: the rates reduce to {down}:{up}, whose "
-            f"sinc filter would hold {kernel:,} values (limit {MAX_RESAMPLE_KERNEL_ELEMENTS:,}); convert the "
-            "audio to a standard rate first (8000, 16000, 22050, 24000, 44100 or 48000 Hz, e.g. with ffmpeg -ar)"
+            f"cannot resample {orig_freq} Hz to {new_freq} Hz exactly: the rates reduce to {down}:{up}, "
+            f"whose sinc filter would hold {kernel:,} values (limit {MAX_RESAMPLE_KERNEL_ELEMENTS:,}); "
+            "convert the audio to a standard rate first (8000, 16000, 22050, 24000, 44100 or 48000 Hz, "
+            "e.g. with ffmpeg -ar)"
         )
     out_samples = (wav.numel() // max(wav.shape[-1], 1)) * math.ceil(wav.shape[-1] * up / down)
     if out_samples > MAX_RESAMPLED_SAMPLES:
         raise AudioError(
-            f"resampling {tuple(wav.shape)} from {orig_freq} Hz to {new_freq} Hz would give {out_samples:,} samples "
+            f"resampling {tuple(wav.shape)} from {orig_freq} Hz to {new_freq} Hz would give "
+            f"{out_samples:,} samples "
             f"(limit {MAX_RESAMPLED_SAMPLES:,}); check the sample rates, or cut the audio into shorter files"
         )
 
@@ -241,7 +243,8 @@ def mel_filterbank(
     f_min: float = 0.0,
     f_max: float = 8000.0,
 ) -> Tensor:
-    """HTK-scale mel triangles, no area normalisation (torchaudio's defaults) → ``[n_mels, n_fft // 2 + 1]``."""
+    """HTK-scale mel triangles, no area normalisation (torchaudio's defaults) →
+    ``[n_mels, n_fft // 2 + 1]``."""
     filters = AF.melscale_fbanks(
         n_fft // 2 + 1, float(f_min), float(f_max), n_mels, sample_rate, norm=None, mel_scale="htk"
     )
@@ -312,7 +315,19 @@ def log_mel(wav: Tensor, mel_basis: Tensor, window: Tensor, hop_length: int) -> 
         return torch.log(mel + LOG_MEL_FLOOR).to(out_dtype)
 
 
-class LogMelSpectrogram(nn.Module):
+class _FramedSpectrum(nn.Module):
+    """What both front ends share: ``n_fft``, ``hop_length`` and a Hann window (a non-persistent buffer)."""
+
+    def __init__(self, n_fft: int, win_length: int, hop_length: int) -> None:
+        super().__init__()
+        if win_length > n_fft:
+            raise ValueError(f"win_length ({win_length}) cannot exceed n_fft ({n_fft})")
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.register_buffer("window", torch.hann_window(win_length), persistent=False)
+
+
+class LogMelSpectrogram(_FramedSpectrum):
     """The official log-mel front end: ``[..., N]`` 16 kHz audio → ``[..., 80, N // 320]``."""
 
     def __init__(
@@ -325,24 +340,19 @@ class LogMelSpectrogram(nn.Module):
         f_min: float = 0.0,
         f_max: float = 8000.0,
     ) -> None:
-        super().__init__()
-        if win_length > n_fft:
-            raise ValueError(f"win_length ({win_length}) cannot exceed n_fft ({n_fft})")
+        super().__init__(n_fft, win_length, hop_length)
         self.sample_rate = sample_rate
-        self.n_fft = n_fft
-        self.hop_length = hop_length
         self.n_mels = n_mels
         self.register_buffer(
             "mel_basis", mel_filterbank(n_fft, n_mels, sample_rate, f_min, f_max), persistent=False
         )
-        self.register_buffer("window", torch.hann_window(win_length), persistent=False)
 
     def forward(self, wav: Tensor) -> Tensor:
         """``[..., N]`` → ``[..., n_mels, N // hop_length]``."""
         return log_mel(wav, self.mel_basis, self.window, self.hop_length)
 
 
-class LinearSpectrogram(nn.Module):
+class LinearSpectrogram(_FramedSpectrum):
     """Linear spectrogram for the backbone's posterior encoder: ``[..., N]`` → ``[..., 641, N // 320]``.
 
     The training code of the backbone is unreleased. The official repository ships
@@ -355,13 +365,8 @@ class LinearSpectrogram(nn.Module):
     def __init__(
         self, n_fft: int = 1280, win_length: int = 1280, hop_length: int = HOP_LENGTH, power: float = 2.0
     ) -> None:
-        super().__init__()
-        if win_length > n_fft:
-            raise ValueError(f"win_length ({win_length}) cannot exceed n_fft ({n_fft})")
-        self.n_fft = n_fft
-        self.hop_length = hop_length
+        super().__init__(n_fft, win_length, hop_length)
         self.power = power
-        self.register_buffer("window", torch.hann_window(win_length), persistent=False)
 
     @property
     def n_freqs(self) -> int:

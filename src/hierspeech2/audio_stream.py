@@ -81,7 +81,8 @@ class AudioReader:
             self.num_samples = self.waveform.numel()
 
     def read(self, start: int, end: int) -> Tensor:
-        """Samples ``[start, end)`` at ``rate`` as float32 ``[end - start]``; zeros outside ``[0, num_samples)``."""
+        """Samples ``[start, end)`` at ``rate`` as float32 ``[end - start]``; zeros outside
+        ``[0, num_samples)``."""
         if end < start:
             raise ValueError(f"cannot read [{start}, {end})")
         out = torch.zeros(end - start)
@@ -166,7 +167,8 @@ class MemorySink:
 
 
 class FileSink:
-    """Streams blocks to ``path`` (wav/flac/ogg… by extension) through a float32 scratch file; memory stays flat.
+    """Streams blocks to ``path`` (wav/flac/ogg… by extension) through a float32 scratch file;
+    memory stays flat.
 
     The output appears atomically when :meth:`close` succeeds; :meth:`discard` leaves nothing behind.
     """

@@ -25,7 +25,8 @@ __all__ = ["ChunkPlan", "CrossFader", "Window", "fade_in_weights"]
 
 @dataclass(frozen=True)
 class Window:
-    """One model call: input samples ``[start, end)``; its output owns ``[keep_start, keep_end)`` (input units).
+    """One model call: input samples ``[start, end)``; its output owns ``[keep_start, keep_end)``
+    (input units).
 
     ``[core_start, core_end)`` is the part that is this window's alone (the kept part without the fades).
     """
@@ -81,7 +82,8 @@ class ChunkPlan:
             )
         if self.crossfade > 2 * self.context or self.crossfade > self.chunk:
             raise ValueError(
-                f"crossfade ({self.crossfade}) must not exceed 2 × context ({2 * self.context}) or chunk ({self.chunk})"
+                f"crossfade ({self.crossfade}) must not exceed 2 × context ({2 * self.context}) "
+                f"or chunk ({self.chunk})"
             )
 
     @classmethod
@@ -106,7 +108,8 @@ class ChunkPlan:
         return self.chunk + 2 * self.context
 
     def windows(self, total: int) -> list[Window]:
-        """The windows covering ``[0, total)`` in order; one window ``[0, total)`` when the signal fits in one.
+        """The windows covering ``[0, total)`` in order;
+        one window ``[0, total)`` when the signal fits in one.
 
         When ``total`` is not a multiple of ``multiple``, the last window ends up to ``multiple - 1``
         samples past ``total``: read zeros there (its output is cropped at ``total``).

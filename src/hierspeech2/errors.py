@@ -30,7 +30,8 @@ class CheckpointError(HierSpeechError, ValueError):
 
 
 class DataNotFoundError(HierSpeechError, FileNotFoundError):
-    """A training feature cache or corpus that is missing or unfinished (``hierspeech2 preprocess`` makes one)."""
+    """A training feature cache or corpus that is missing or unfinished
+    (``hierspeech2 preprocess`` makes one)."""
 
 
 class SettingError(HierSpeechError, ValueError):

@@ -30,7 +30,8 @@ REFLECT_PAD = 40
 MMS_CONV_KERNELS = (10, 3, 3, 3, 3, 2, 2)
 MMS_CONV_STRIDES = (5, 2, 2, 2, 2, 2, 2)
 MMS_REGISTRY_NAME = "mms-300m"  # checkpoints.yaml's entry for MMS_REPO_ID (`hierspeech2 download mms-300m`)
-# positional convolution of RandomSemanticEncoder (MMS-300m: kernel 128, groups 16; far wider than tiny inputs need)
+# positional convolution of RandomSemanticEncoder
+# (MMS-300m: kernel 128, groups 16; far wider than tiny inputs need)
 POSITION_KERNEL = 16
 POSITION_GROUPS = 4
 
@@ -51,7 +52,8 @@ class SemanticEncoder(nn.Module):
 
     @classmethod
     def from_config(cls, config: Wav2Vec2Config, layer: int = SEMANTIC_LAYER) -> SemanticEncoder:
-        """A randomly initialised encoder truncated to ``layer`` layers (for tests and training from scratch)."""
+        """A randomly initialised encoder truncated to ``layer`` layers
+        (for tests and training from scratch)."""
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
         config = Wav2Vec2Config.from_dict({**config.to_dict(), "num_hidden_layers": layer})
@@ -61,7 +63,8 @@ class SemanticEncoder(nn.Module):
     def from_pretrained(
         cls, name_or_path: str | os.PathLike = MMS_REPO_ID, layer: int = SEMANTIC_LAYER, **hub_kwargs
     ) -> SemanticEncoder:
-        """Load the first ``layer`` transformer layers of a transformers Wav2Vec2 checkpoint (Hub id or local dir).
+        """Load the first ``layer`` transformer layers of a transformers Wav2Vec2 checkpoint
+        (Hub id or local dir).
 
         ``hub_kwargs`` go to ``Wav2Vec2Model.from_pretrained`` (``revision``, ``cache_dir``,
         ``local_files_only`` …). Weights of the unused layers and pre-training heads are skipped.
@@ -147,15 +150,20 @@ class RandomSemanticEncoder(SemanticEncoder):
     ) -> None:
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-        sizes = {"hidden_size": hidden_size, "num_layers": num_layers, "num_attention_heads": num_attention_heads,
-                 "intermediate_size": intermediate_size, "conv_channels": conv_channels}  # fmt: skip
+        sizes = {
+            "hidden_size": hidden_size,
+            "num_layers": num_layers,
+            "num_attention_heads": num_attention_heads,
+            "intermediate_size": intermediate_size,
+            "conv_channels": conv_channels,
+        }
         bad = {name: value for name, value in sizes.items() if not isinstance(value, int) or value < 1}
         if bad:
             raise ValueError(f"RandomSemanticEncoder sizes must be positive integers, got {bad}")
         if hidden_size % num_attention_heads or hidden_size % POSITION_GROUPS:
             raise ValueError(
-                f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads ({num_attention_heads}) "
-                f"and of {POSITION_GROUPS} (the positional convolution's groups)"
+                f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads "
+                f"({num_attention_heads}) and of {POSITION_GROUPS} (the positional convolution's groups)"
             )
         config = Wav2Vec2Config(
             hidden_size=hidden_size,

@@ -1,4 +1,5 @@
-"""HierSpeech2: HierSpeech++'s hierarchical variational backbone (semantic + F0 + voice prompt → 16 kHz speech).
+"""HierSpeech2: HierSpeech++'s hierarchical variational backbone
+(semantic + F0 + voice prompt → 16 kHz speech).
 
 Latents, as in the paper and the official ``SynthesizerTrn``:
 
@@ -32,14 +33,14 @@ from ..nn.encoders import MelDecoder, PosteriorAudioEncoder, SourceFilterEncoder
 from ..nn.flows import TransformerCouplingBlock
 from ..nn.functional import length_mask, sample_gaussian
 from ..nn.generator import Generator, SourceNetwork
-from ..nn.inference import fuse_weight_norm
+from ..nn.inference import WeightNormFusionMixin
 from ..nn.style import StyleEncoder
 
 PROSODY_DECODER_LAYERS = 2  # official MelDecoder(n_layers=2, kernel_size=5)
 PROSODY_DECODER_KERNEL_SIZE = 5
 
 
-class HierSpeech2(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
+class HierSpeech2(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin, WeightNormFusionMixin):
     """HierSpeech++ backbone; defaults are the released 97M "hierspeechpp_eng_kor" configuration.
 
     Args:
@@ -174,14 +175,6 @@ class HierSpeech2(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
             self.null_style = nn.Embedding(1, gin_channels)
             nn.init.normal_(self.null_style.weight, 0.0, gin_channels**-0.5)
 
-    def fuse_weight_norm(self) -> HierSpeech2:
-        """Fold weight norm into plain weights for inference (in place, one-way; export then refuses).
-
-        See :func:`hierspeech2.nn.inference.fuse_weight_norm`; fuse a ``copy.deepcopy`` to keep an
-        exportable model.
-        """
-        return fuse_weight_norm(self)
-
     @classmethod
     def config_from_official(cls, state: Mapping[str, Tensor]) -> dict[str, Any]:
         """The released configuration, with ``cfg`` read off the presence of ``emb.weight``."""
@@ -204,8 +197,9 @@ class HierSpeech2(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         rows = prompt_mel.shape[0]
         if rows not in (batch_size, 2 * batch_size) or prompt_mel_lengths.shape != (rows,):
             raise ValueError(
-                f"prompt_mel must hold 2 rows (original, denoised) or 1 row per item of the batch of {batch_size}, "
-                f"with one length per row; got prompt_mel {tuple(prompt_mel.shape)} and prompt_mel_lengths "
+                "prompt_mel must hold 2 rows (original, denoised) or 1 row per item of the batch of "
+                f"{batch_size}, with one length per row; got prompt_mel {tuple(prompt_mel.shape)} and "
+                "prompt_mel_lengths "
                 f"{tuple(prompt_mel_lengths.shape)}"
             )
         mask = length_mask(prompt_mel_lengths, prompt_mel.shape[-1], prompt_mel.dtype)

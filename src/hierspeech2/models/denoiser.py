@@ -30,7 +30,8 @@ DENSE_DEPTH = 4
 def compressed_stft(
     wav: Tensor, n_fft: int, hop_length: int, win_length: int, compress_factor: float
 ) -> tuple[Tensor, Tensor]:
-    """[B, N] → (magnitude ** compress_factor, phase), each [B, n_fft // 2 + 1, N // hop + 1] (centred frames)."""
+    """[B, N] → (magnitude ** compress_factor, phase), each [B, n_fft // 2 + 1, N // hop + 1]
+    (centred frames)."""
     window = torch.hann_window(win_length, device=wav.device, dtype=wav.dtype)
     spec = torch.stft(
         wav,
@@ -57,7 +58,8 @@ def compressed_istft(
 
 
 class MPSENet(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
-    """MP-SENet generator (``MPNet`` in the official code); defaults are the released ``denoiser/config.json``.
+    """MP-SENet generator (``MPNet`` in the official code); defaults are the released
+    ``denoiser/config.json``.
 
     Args:
         dense_channel: width of every 2-D block.
@@ -97,7 +99,8 @@ class MPSENet(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
 
     @classmethod
     def config_from_official(cls, state: Mapping[str, Tensor]) -> dict[str, Any]:
-        """Width, depth and STFT size read off the weights; hop and window follow MP-SENet's n_fft/4, n_fft."""
+        """Width, depth and STFT size read off the weights;
+        hop and window follow MP-SENet's n_fft/4, n_fft."""
         n_fft = 2 * (state["mask_decoder.lsigmoid.slope"].shape[0] - 1)
         blocks = {key.split(".")[1] for key in state if key.startswith("TSConformer.")}
         return {
@@ -137,7 +140,8 @@ class MPSENet(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         samples = wav.shape[-1]
         if samples < self.n_fft:
             raise AudioError(
-                f"the denoiser needs at least {self.n_fft} samples ({self.n_fft / self.sample_rate:.3f} s), got {samples}"
+                f"the denoiser needs at least {self.n_fft} samples ({self.n_fft / self.sample_rate:.3f} s), "
+                f"got {samples}"
             )
         dtype = next(self.parameters()).dtype
         wav = wav.float()

@@ -2,7 +2,8 @@
 
 One class for both released variants, parameterised by ``upsample_ratio`` (output rate / input
 rate: 1.5 for 24 kHz, 3 for 48 kHz). The generator linearly interpolates the waveform features
-to the output rate and refines them with alias-free AMP blocks; see :class:`~hierspeech2.nn.upsampler.Upsampler`.
+to the output rate and refines them with alias-free AMP blocks; see
+:class:`~hierspeech2.nn.upsampler.Upsampler`.
 
 Output length: ⌊ratio · N⌋ samples for N input samples, as the official code computes it
 (``int(N * ratio)``): exactly 3N at 48 kHz; 1.5N at 24 kHz for even N and 1.5N − 0.5 for odd N.
@@ -28,7 +29,7 @@ from .._util import as_tuples
 from ..checkpoint import NativeCheckpointMixin, OfficialCheckpointMixin, load_native_weights
 from ..constants import MODEL_SAMPLE_RATE
 from ..errors import AudioError, CheckpointError
-from ..nn.inference import fuse_weight_norm
+from ..nn.inference import WeightNormFusionMixin
 from ..nn.upsampler import Upsampler
 
 # sha256 of `dec.conv_post.weight` (float32 bytes) of each released generator. The two variants
@@ -47,8 +48,9 @@ def _fingerprint(weight: Tensor) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-class SpeechSR(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
-    """Speech super-resolution generator: [B, 1, N] at ``input_rate`` → [B, 1, ⌊ratio·N⌋] at ``output_rate``."""
+class SpeechSR(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin, WeightNormFusionMixin):
+    """Speech super-resolution generator: [B, 1, N] at ``input_rate`` → [B, 1, ⌊ratio·N⌋] at
+    ``output_rate``."""
 
     OFFICIAL_PREFIXES = (("dec.", "generator."),)
 
@@ -60,7 +62,8 @@ class SpeechSR(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11),
         resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
     ) -> None:
-        """Build the generator; defaults are the released 48 kHz model (use ``upsample_ratio=1.5`` for 24 kHz)."""
+        """Build the generator; defaults are the released 48 kHz model
+        (use ``upsample_ratio=1.5`` for 24 kHz)."""
         super().__init__()
         output_rate = input_rate * upsample_ratio
         if upsample_ratio <= 0 or output_rate != round(output_rate):
@@ -113,14 +116,6 @@ class SpeechSR(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
             raise AudioError("SpeechSR got an empty waveform (0 samples)")
         return self.generator(wav)
 
-    def fuse_weight_norm(self) -> SpeechSR:
-        """Fold weight norm into plain weights for inference (in place, one-way; export then refuses).
-
-        See :func:`hierspeech2.nn.inference.fuse_weight_norm`; fuse a ``copy.deepcopy`` to keep an
-        exportable model.
-        """
-        return fuse_weight_norm(self)
-
     @classmethod
     def config_from_official(cls, state: Mapping[str, Tensor]) -> dict[str, Any]:
         """Recognise a released generator (24 or 48 kHz) from its weights; other weights need ``config``."""
@@ -148,7 +143,8 @@ class SpeechSR(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
 
     @classmethod
     def from_native(cls, path: str | os.PathLike) -> SpeechSR:
-        """Load one self-describing file from :func:`convert_official` / :meth:`save_native`; strict, eval mode.
+        """Load one self-describing file from :func:`convert_official` / :meth:`save_native`;
+        strict, eval mode.
 
         (``from_pretrained`` / ``save_pretrained`` handle the folder format shared by all models.)
         """

@@ -40,12 +40,14 @@ from ..nn.upsampler import Upsampler
 from ..nn.wavenet import WN
 
 FRAMES_PER_SECOND = MODEL_SAMPLE_RATE // HOP_LENGTH  # semantic frames per second (50)
-# Longest output of one inference row (5 minutes); the flow attends over all frames, so memory grows with its square.
+# Longest output of one inference row (5 minutes); the flow attends over all frames, so memory grows with its
+# square.
 MAX_INFER_FRAMES = 5 * 60 * FRAMES_PER_SECOND
 
 
 class TextEncoder(nn.Module):
-    """Phoneme ids → hidden states and prior (mean, log std), with the style added between two transformers."""
+    """Phoneme ids → hidden states and prior (mean, log std), with the style added between two
+    transformers."""
 
     def __init__(
         self,
@@ -113,7 +115,8 @@ class PosteriorEncoder(nn.Module):
 
 
 class SemanticDecoder(nn.Module):
-    """Latent [B, C, T] → semantic features [B, 1024, T] through a style-conditioned WaveNet (``w2v_decoder``)."""
+    """Latent [B, C, T] → semantic features [B, 1024, T] through a style-conditioned WaveNet
+    (``w2v_decoder``)."""
 
     def __init__(
         self,
@@ -139,7 +142,8 @@ class SemanticDecoder(nn.Module):
 
 @torch.no_grad()
 def _gaussian_log_likelihood(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    """log N(z_t | mean_l, std_l) summed over channels for every frame/token pair: [B, C, T] x [B, C, L] → [B, T, L].
+    """log N(z_t | mean_l, std_l) summed over channels for every frame/token pair:
+    [B, C, T] x [B, C, L] → [B, T, L].
 
     Expanded as in Glow-TTS so it costs two matrix products instead of a [B, C, T, L] tensor;
     computed in float32 because the search only compares these scores.
@@ -459,9 +463,10 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
             # a huge length_scale / noise_scale_w would otherwise allocate without bound
             longest = float(total.max()) if bool(torch.isfinite(total).all()) else math.inf
             raise SettingError(
-                f"the predicted durations add up to {longest:.0f} frames for at most {int(token_lengths.max())} "
-                f"tokens (limit {MAX_INFER_FRAMES}, {MAX_INFER_FRAMES // FRAMES_PER_SECOND // 60} minutes of "
-                f"speech): lower length_scale (now {length_scale}) or noise_scale_w (now {noise_scale_w}), "
+                f"the predicted durations add up to {longest:.0f} frames for at most "
+                f"{int(token_lengths.max())} tokens (limit {MAX_INFER_FRAMES}, "
+                f"{MAX_INFER_FRAMES // FRAMES_PER_SECOND // 60} minutes of speech): lower length_scale "
+                f"(now {length_scale}) or noise_scale_w (now {noise_scale_w}), "
                 "or split the text into shorter pieces"
             )
 

@@ -188,7 +188,8 @@ class Activation1d(nn.Module):
 
 
 class PolyphaseActivation1d(Activation1d):
-    """:class:`Activation1d` by polyphase filtering (inference only): same arguments, parameters and state-dict keys.
+    """:class:`Activation1d` by polyphase filtering (inference only): same arguments, parameters and
+    state-dict keys.
 
     Tuned for oneDNN's channels-last depthwise convolutions on CPU. It refuses to run where a
     gradient is needed (its folded taps are built without one); inside
@@ -383,7 +384,8 @@ def _snake_parameters(act: nn.Module, dtype: torch.dtype) -> tuple[Tensor | None
 
 
 def _replicate_slice(x: Tensor, start: int, stop: int) -> Tensor:
-    """``x[:, start:stop]`` of [B, T, C], where times outside ``[0, T)`` repeat the edge sample (replicate padding)."""
+    """``x[:, start:stop]`` of [B, T, C], where times outside ``[0, T)`` repeat the edge sample
+    (replicate padding)."""
     length = x.shape[1]
     inner = x[:, max(0, start) : min(length, stop)]
     left, right = max(0, -start), max(0, stop - length)

@@ -36,7 +36,8 @@ def generate_path(durations: Tensor, mask: Tensor) -> Tensor:
 
 @torch.no_grad()
 def monotonic_alignment_search(log_likelihood: Tensor, mask: Tensor) -> Tensor:
-    """Most likely monotonic, surjective alignment: log_likelihood and mask [B, T_frames, T_text] → path (0/1).
+    """Most likely monotonic, surjective alignment:
+    log_likelihood and mask [B, T_frames, T_text] → path (0/1).
 
     Every frame is assigned to exactly one token, tokens are visited in order and each
     token gets at least one frame (Glow-TTS). ``mask`` is text mask × frame mask; the

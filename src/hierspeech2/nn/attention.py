@@ -111,7 +111,8 @@ class MultiHeadAttention(nn.Module):
         return padded[:, start : start + 2 * length - 1]
 
     def forward(self, x: Tensor, context: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        """Attend from ``x`` [B, C, Tq] to ``context`` [B, C, Tk]; ``attn_mask`` [B, 1, Tq, Tk] (0 = blocked)."""
+        """Attend from ``x`` [B, C, Tq] to ``context`` [B, C, Tk]; ``attn_mask`` [B, 1, Tq, Tk]
+        (0 = blocked)."""
         split = "b (h d) t -> b h t d"
         query = rearrange(self.conv_q(x), split, h=self.n_heads) / math.sqrt(self.head_channels)
         key = rearrange(self.conv_k(context), split, h=self.n_heads)
@@ -197,7 +198,8 @@ class Encoder(nn.Module):
 
 
 class FusedSelfAttention(nn.Module):
-    """Unmasked multi-head self-attention with one fused qkv projection (timm layout): [B, T, C] → [B, T, C]."""
+    """Unmasked multi-head self-attention with one fused qkv projection (timm layout): [B, T, C] →
+    [B, T, C]."""
 
     def __init__(self, channels: int, n_heads: int) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""Conformer blocks (feed-forward, self-attention, depthwise convolution) and MP-SENet's time-frequency pairing.
+"""Conformer blocks (feed-forward, self-attention,
+depthwise convolution) and MP-SENet's time-frequency pairing.
 
 Parameter names are those of the official MP-SENet checkpoint (``ffm.*``, ``attn.attn.in_proj_weight``,
 ``ccm.ccm.*``), so the ``nn.Sequential`` indices below are part of the checkpoint format.

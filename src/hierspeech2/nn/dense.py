@@ -1,4 +1,5 @@
-"""MP-SENet's 2-D blocks on [B, C, T, F] time-frequency maps: dilated dense block, encoder, magnitude and phase decoders.
+"""MP-SENet's 2-D blocks on [B, C, T, F] time-frequency maps:
+dilated dense block, encoder, magnitude and phase decoders.
 
 Parameter names are those of the official MP-SENet checkpoint; the ``nn.Sequential`` indices
 (conv, then InstanceNorm, then PReLU) are part of that format.

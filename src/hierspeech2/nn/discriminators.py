@@ -46,7 +46,8 @@ def _judge(convs: nn.ModuleList, conv_post: nn.Module, x: Tensor) -> Discriminat
 
 
 class PeriodDiscriminator(nn.Module):
-    """Waveform [B, 1, N] folded into [B, 1, N / p, p] columns, judged by strided 2-D convolutions over time."""
+    """Waveform [B, 1, N] folded into [B, 1, N / p, p] columns,
+    judged by strided 2-D convolutions over time."""
 
     def __init__(
         self,

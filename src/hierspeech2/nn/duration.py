@@ -1,4 +1,5 @@
-"""Duration predictors: the stochastic flow-based predictor of VITS (used by TextToVec) and the deterministic one.
+"""Duration predictors: the stochastic flow-based predictor of VITS
+(used by TextToVec) and the deterministic one.
 
 Flow layers here follow the convention of :mod:`hierspeech2.nn.flows`:
 ``forward(x, x_mask, condition=None, reverse=False) -> (y, logdet)`` where ``logdet`` [B]
@@ -22,7 +23,8 @@ LOG_FLOW_FLOOR = 1e-5  # official clamp before the log of durations
 
 
 class DDSConv(nn.Module):
-    """Residual stack of dilated depthwise-separable convolutions with LayerNorm and GELU: [B, C, T] → [B, C, T].
+    """Residual stack of dilated depthwise-separable convolutions with LayerNorm and GELU:
+    [B, C, T] → [B, C, T].
 
     Layer ``i`` has dilation ``kernel_size ** i``, so the receptive field grows geometrically.
     """
@@ -95,7 +97,8 @@ class Log(nn.Module):
 
 
 class ConvFlow(nn.Module):
-    """Neural-spline coupling: the first half of the channels parameterises a rational-quadratic spline of the second.
+    """Neural-spline coupling: the first half of the channels parameterises a rational-quadratic spline of
+    the second.
 
     Args:
         in_channels: channels of the flow variable (even).
@@ -149,7 +152,8 @@ class ConvFlow(nn.Module):
 
 
 class StochasticDurationPredictor(nn.Module):
-    """Flow-based duration model (VITS): log-likelihood of durations for training, sampled log durations for inference.
+    """Flow-based duration model (VITS): log-likelihood of durations for training,
+    sampled log durations for inference.
 
     Args:
         in_channels: channels of the text hidden states.
@@ -190,7 +194,8 @@ class StochasticDurationPredictor(nn.Module):
             self.cond = nn.Conv1d(gin_channels, filter_channels, 1)
 
     def encode_text(self, x: Tensor, x_mask: Tensor, style: Tensor | None = None) -> Tensor:
-        """Condition for the flows from text states ``x`` [B, C, T] and ``style`` [B, gin, 1] → [B, filter, T].
+        """Condition for the flows from text states ``x`` [B, C, T] and ``style`` [B, gin, 1] →
+        [B, filter, T].
 
         Inputs are detached: the duration loss does not train the text encoder or style encoder.
         """
@@ -207,7 +212,8 @@ class StochasticDurationPredictor(nn.Module):
         style: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Variational upper bound on -log p(durations): ``durations`` [B, 1, T] (frames per token) → nll [B]."""
+        """Variational upper bound on -log p(durations):
+        ``durations`` [B, 1, T] (frames per token) → nll [B]."""
         condition = self.encode_text(x, x_mask, style)
 
         # Posterior q(u, ν | d): dequantise the integer durations and sample the auxiliary channel.
@@ -242,7 +248,8 @@ class StochasticDurationPredictor(nn.Module):
         noise_scale: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Sample log durations [B, 1, T] for text states ``x`` [B, C, T] (``noise_scale=0``: deterministic)."""
+        """Sample log durations [B, 1, T] for text states ``x`` [B, C, T]
+        (``noise_scale=0``: deterministic)."""
         condition = self.encode_text(x, x_mask, style)
         z = torch.randn((x.shape[0], 2, x.shape[2]), generator=generator, device=x.device, dtype=x.dtype)
         z = z * noise_scale
@@ -275,7 +282,8 @@ class DurationPredictor(nn.Module):
             self.cond = nn.Conv1d(gin_channels, in_channels, 1)
 
     def forward(self, x: Tensor, x_mask: Tensor, style: Tensor | None = None) -> Tensor:
-        """Text states ``x`` [B, C, T] (detached), ``x_mask`` [B, 1, T], ``style`` [B, gin, 1] → log durations [B, 1, T]."""
+        """Text states ``x`` [B, C, T] (detached), ``x_mask`` [B, 1, T], ``style`` [B, gin, 1] → log
+        durations [B, 1, T]."""
         x = x.detach()
         if style is not None:
             x = x + self.cond(style.detach())

@@ -1,4 +1,5 @@
-"""HierSpeech++ backbone encoders: the acoustic posterior, the source-filter semantic prior, the prosody decoder.
+"""HierSpeech++ backbone encoders: the acoustic posterior, the source-filter semantic prior,
+the prosody decoder.
 
 Encoders return Gaussian statistics ``(mean, log_std)`` [B, C, T], both zero on padding;
 draw a latent with :func:`hierspeech2.nn.functional.sample_gaussian`.
@@ -54,8 +55,8 @@ class PosteriorAudioEncoder(nn.Module):
         super().__init__()
         if not len(audio_channels) == len(downsample_rates) + 1 == len(downsample_kernel_sizes) + 1:
             raise ValueError(
-                f"audio_channels {audio_channels} needs one entry more than downsample_rates {downsample_rates} "
-                f"and downsample_kernel_sizes {downsample_kernel_sizes}"
+                f"audio_channels {audio_channels} needs one entry more than downsample_rates "
+                f"{downsample_rates} and downsample_kernel_sizes {downsample_kernel_sizes}"
             )
         self.out_channels = out_channels
         self.num_kernels = len(resblock_kernel_sizes)
@@ -90,7 +91,8 @@ class PosteriorAudioEncoder(nn.Module):
         return self.conv_post(self.activation_post(x))
 
     def forward(self, spec: Tensor, audio: Tensor, mask: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
-        """``spec`` [B, F, T], ``audio`` [B, 1, hop · T], ``mask`` [B, 1, T], ``style`` [B, S, 1] → (mean, log_std)."""
+        """``spec`` [B, F, T], ``audio`` [B, 1, hop · T], ``mask`` [B, 1, T], ``style`` [B, S, 1] →
+        (mean, log_std)."""
         x = self.enc(self.pre(spec) * mask, mask, g=style)
         stats = self.proj(torch.cat([x, self.encode_audio(audio) * mask], dim=1)) * mask
         mean, log_std = stats.split(self.out_channels, dim=1)
@@ -133,7 +135,8 @@ class SourceFilterEncoder(nn.Module):
         self.proj = nn.Conv1d(hidden_channels, 2 * out_channels, 1)
 
     def forward(self, semantic: Tensor, log_f0: Tensor, mask: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
-        """``semantic`` [B, D, T], ``log_f0`` [B, 1, 4T], ``mask`` [B, 1, T], ``style`` [B, S, 1] → (mean, log_std)."""
+        """``semantic`` [B, D, T], ``log_f0`` [B, 1, 4T], ``mask`` [B, 1, T], ``style`` [B, S, 1] →
+        (mean, log_std)."""
         source = self.source_enc(self.pre_source(semantic) * mask, mask, g=style)
         filter_ = self.filter_enc(self.pre_filter(log_f0) * mask, mask, g=style)
         stats = self.proj(self.enc(source + filter_, mask, g=style)) * mask

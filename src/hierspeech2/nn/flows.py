@@ -24,7 +24,8 @@ class Flip(nn.Module):
 
 
 class _AffineCoupling(nn.Module):
-    """Shared coupling maths: the first half of the channels predicts a shift (and log-scale) of the second."""
+    """Shared coupling maths: the first half of the channels predicts a shift (and log-scale) of the
+    second."""
 
     def __init__(self, channels: int, hidden_channels: int, mean_only: bool) -> None:
         super().__init__()
@@ -83,7 +84,8 @@ class ResidualCouplingLayer(_AffineCoupling):
 
 
 class TransformerCouplingLayer(_AffineCoupling):
-    """Affine coupling whose shift comes from adaLN transformer blocks (HierSpeech++); ``condition`` [B, H]."""
+    """Affine coupling whose shift comes from adaLN transformer blocks (HierSpeech++); ``condition``
+    [B, H]."""
 
     def __init__(
         self,

@@ -23,13 +23,16 @@ import contextlib
 import contextvars
 import functools
 from collections.abc import Callable, Iterator
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..errors import CheckpointError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -42,17 +45,20 @@ POLYPHASE_DEVICE_TYPES = frozenset({"cpu"})
 
 
 def fast_paths_enabled() -> bool:
-    """Whether blocks may take their fast inference paths (true unless inside :func:`reference_arithmetic`)."""
+    """Whether blocks may take their fast inference paths
+    (true unless inside :func:`reference_arithmetic`)."""
     return _FAST_PATHS.get()
 
 
 def use_fast_path(x: Tensor) -> bool:
-    """A block's fast path applies: enabled, and no gradient flows (``inference_mode``/``no_grad`` or a leaf input)."""
+    """A block's fast path applies: enabled, and no gradient flows
+    (``inference_mode``/``no_grad`` or a leaf input)."""
     return _FAST_PATHS.get() and not (torch.is_grad_enabled() and x.requires_grad)
 
 
 def use_fast_activations(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Swap the alias-free activations under ``model`` to the polyphase class (or back), in place; returns ``model``.
+    """Swap the alias-free activations under ``model`` to the polyphase class (or back), in place;
+    returns ``model``.
 
     In place: each activation keeps its identity, parameters, buffers, hooks and state-dict keys,
     only the class computing it changes (:class:`~hierspeech2.nn.alias_free.Activation1d` ⇄
@@ -101,7 +107,8 @@ def reference_arithmetic() -> Iterator[None]:
 
 @contextlib.contextmanager
 def inference_context() -> Iterator[None]:
-    """``torch.inference_mode`` with every parametrized weight computed once and reused (``parametrize.cached``).
+    """``torch.inference_mode`` with every parametrized weight computed once and reused
+    (``parametrize.cached``).
 
     Pipelines run each model several times per call (windows, pieces, batches); inside this
     context the weight-norm products are computed on first use instead of on every forward,
@@ -140,7 +147,8 @@ def _fold_weight_norm(module: nn.Module) -> bool:
 
 
 def fuse_weight_norm(module: nn.Module) -> nn.Module:
-    """Fold every weight-norm parametrization under ``module`` into a plain ``weight``, in place; returns ``module``.
+    """Fold every weight-norm parametrization under ``module`` into a plain ``weight``, in place;
+    returns ``module``.
 
     The folded weight is exactly what the parametrization computed, so outputs are unchanged.
     Afterwards ``state_dict`` (and with it ``official_state_dict``, ``save_pretrained``) raises
@@ -149,10 +157,22 @@ def fuse_weight_norm(module: nn.Module) -> nn.Module:
     """
     with torch.no_grad():
         fused = sum(_fold_weight_norm(child) for child in list(module.modules()))
-    if fused and not getattr(module, _FUSED_FLAG, False):
-        setattr(module, _FUSED_FLAG, True)
-        module.register_state_dict_pre_hook(_refuse_fused_export)
+    if fused:
+        seal_for_inference(module, _FUSED_FLAG, _FUSED_EXPORT_MESSAGE)
     return module
+
+
+class WeightNormFusionMixin:
+    """Gives a model :meth:`fuse_weight_norm`, the method form of :func:`fuse_weight_norm`."""
+
+    def fuse_weight_norm(self) -> Self:
+        """Fold weight norm into plain weights for inference (in place, one-way; export then refuses).
+
+        See :func:`hierspeech2.nn.inference.fuse_weight_norm`; fuse a ``copy.deepcopy`` to keep an
+        exportable model.
+        """
+        assert isinstance(self, nn.Module)
+        return fuse_weight_norm(self)
 
 
 def is_weight_norm_fused(module: nn.Module) -> bool:
@@ -160,9 +180,25 @@ def is_weight_norm_fused(module: nn.Module) -> bool:
     return getattr(module, _FUSED_FLAG, False)
 
 
-def _refuse_fused_export(module: nn.Module, prefix: str, keep_vars: bool) -> None:
-    raise CheckpointError(
-        f"{type(module).__name__}'s weight norm was folded for inference (fuse_weight_norm), so its weights no "
-        "longer have the checkpoint layout (weight_g / weight_v). Export or save from a model that was not "
-        "fused: reload it, or fuse a copy.deepcopy(model) for inference instead"
-    )
+_FUSED_EXPORT_MESSAGE = (
+    "{name}'s weight norm was folded for inference (fuse_weight_norm), so its weights no longer have "
+    "the checkpoint layout (weight_g / weight_v). Export or save from a model that was not fused: "
+    "reload it, or fuse a copy.deepcopy(model) for inference instead"
+)
+
+
+def seal_for_inference(module: nn.Module, flag: str, message: str) -> None:
+    """Mark ``module`` with ``flag`` and make its ``state_dict`` raise :class:`CheckpointError`, once.
+
+    For one-way inference transforms (weight-norm folding, int8) whose result no longer has the
+    checkpoint layout; ``message`` is formatted with ``name``, the class name of the module saved.
+    """
+    if getattr(module, flag, False):
+        return
+    setattr(module, flag, True)
+    # a partial of a module-level function, so that a sealed model still pickles
+    module.register_state_dict_pre_hook(functools.partial(_refuse_export, message))
+
+
+def _refuse_export(message: str, module: nn.Module, prefix: str, keep_vars: bool) -> None:
+    raise CheckpointError(message.format(name=type(module).__name__))

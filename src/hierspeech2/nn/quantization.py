@@ -31,8 +31,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..errors import CheckpointError, SettingError
-from .inference import fuse_weight_norm
+from ..errors import SettingError
+from .inference import fuse_weight_norm, seal_for_inference
 
 ACTIVATION_LEVELS = 127  # 7-bit activations, see the module docstring
 WEIGHT_LEVELS = 127
@@ -117,7 +117,8 @@ class Int8Linear(_Int8Layer):
 
 
 class Int8Conv1d(_Int8Layer):
-    """Dense ``nn.Conv1d`` (zero padding) with int8 weights and 7-bit dynamic activations: [B, C, T] → [B, C', T']."""
+    """Dense ``nn.Conv1d`` (zero padding) with int8 weights and 7-bit dynamic activations:
+    [B, C, T] → [B, C', T']."""
 
     def __init__(self, conv: nn.Conv1d) -> None:
         super().__init__(conv.weight, conv.bias)
@@ -182,9 +183,8 @@ def quantize_int8(model: nn.Module, min_work: int = MIN_CONV_WORK) -> nn.Module:
             if twin is not None:
                 setattr(parent, name, twin.to(next(child.parameters()).device))
                 swapped += 1
-    if swapped and not getattr(model, _QUANTIZED_FLAG, False):
-        setattr(model, _QUANTIZED_FLAG, True)
-        model.register_state_dict_pre_hook(_refuse_quantized_export)
+    if swapped:
+        seal_for_inference(model, _QUANTIZED_FLAG, _QUANTIZED_EXPORT_MESSAGE)
     return model
 
 
@@ -193,17 +193,17 @@ def is_int8(model: nn.Module) -> bool:
     return getattr(model, _QUANTIZED_FLAG, False)
 
 
-def _refuse_quantized_export(module: nn.Module, prefix: str, keep_vars: bool) -> None:
-    raise CheckpointError(
-        f"{type(module).__name__} was quantised to int8 for inference (quantize_int8), so it has no float "
-        "weights left to save. Export from a model that was not quantised, or quantise a copy.deepcopy(model)"
-    )
+_QUANTIZED_EXPORT_MESSAGE = (
+    "{name} was quantised to int8 for inference (quantize_int8), so it has no float weights left to "
+    "save. Export from a model that was not quantised, or quantise a copy.deepcopy(model)"
+)
 
 
 def int8_inference(
     *models: nn.Module, copy: bool = False, min_work: int = MIN_CONV_WORK
 ) -> tuple[nn.Module, ...]:
-    """``models`` ready for int8 inference: weight norm folded, then :func:`quantize_int8`; returns them in order.
+    """``models`` ready for int8 inference: weight norm folded, then :func:`quantize_int8`;
+    returns them in order.
 
     With ``copy=True`` each model is deep-copied first and the originals stay exportable.
     """

@@ -23,7 +23,8 @@ MIN_DERIVATIVE = 1e-3
 
 
 def _knots(unnormalized: Tensor, min_size: float, bound: float) -> tuple[Tensor, Tensor]:
-    """Softmax bin sizes with a floor → knot positions ``[..., K + 1]`` and bin sizes ``[..., K]`` on [-bound, bound]."""
+    """Softmax bin sizes with a floor → knot positions ``[..., K + 1]``
+    and bin sizes ``[..., K]`` on [-bound, bound]."""
     num_bins = unnormalized.shape[-1]
     sizes = min_size + (1 - min_size * num_bins) * torch.softmax(unnormalized, dim=-1)
     knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))

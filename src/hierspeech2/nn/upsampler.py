@@ -144,8 +144,8 @@ class Upsampler(nn.Module):
                 rate = int(rate)
                 if (kernel - rate) % 2:
                     raise ValueError(
-                        f"upsample kernel {kernel} and rate {rate} must differ by an even number so the stage "
-                        "multiplies the length exactly (e.g. kernel = 2 × rate)"
+                        f"upsample kernel {kernel} and rate {rate} must differ by an even number so "
+                        "the stage multiplies the length exactly (e.g. kernel = 2 × rate)"
                     )
                 up = nn.ConvTranspose1d(channels, channels // 2, kernel, rate, padding=(kernel - rate) // 2)
                 self.ups.append(weight_norm(init_conv_(up)))
@@ -275,7 +275,8 @@ class Upsampler(nn.Module):
         return self._output(hidden) if with_output else hidden
 
     def _fast_last_stage(self, x: Tensor, with_output: bool) -> Tensor:
-        """The last stage's blocks, the post activation and (``with_output``) ``conv_post`` in one chunked pass."""
+        """The last stage's blocks, the post activation and
+        (``with_output``) ``conv_post`` in one chunked pass."""
         if not with_output:
             return self._fast_stage(len(self.upsample_rates) - 1, x, self._post_time_major, self._post_halo())
 
@@ -288,7 +289,8 @@ class Upsampler(nn.Module):
 
 
 def _chunked_time_major(run: Callable[[Tensor], Tensor], x: Tensor, halo: int) -> Tensor:
-    """``run`` (a local, length-preserving map on [B, T, C]) over overlapping chunks of ``x`` [B, C, T] → [B, T, C']."""
+    """``run`` (a local, length-preserving map on [B, T, C]) over overlapping chunks
+    of ``x`` [B, C, T] → [B, T, C']."""
     batch, channels, length = x.shape
     chunk = balanced_chunk(
         length, max(_MIN_CHUNK_HALOS * halo, STAGE_CHUNK_ELEMENTS // max(1, batch * channels), 1)
