@@ -1,4 +1,5 @@
-"""Speed and agreement of the fast F0 extractors (SwiftF0, Praat) with YAAPT, and what they change in voice conversion.
+"""Speed and agreement of the fast F0 extractors (SwiftF0, Praat) with YAAPT, and what they change in
+voice conversion.
 
 Usage::
 

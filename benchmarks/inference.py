@@ -86,8 +86,8 @@ MMS_300M = {
 }  # fmt: skip
 # The released "hierspeechpp_eng_kor" backbone configuration, as the official constructor takes it.
 OFFICIAL_BACKBONE = {
-    "inter_channels": 192, "hidden_channels": 192, "filter_channels": 768, "n_heads": 2, "n_layers": 6, "kernel_size": 3,
-    "p_dropout": 0.1, "resblock": "1", "resblock_kernel_sizes": [3, 7, 11],
+    "inter_channels": 192, "hidden_channels": 192, "filter_channels": 768, "n_heads": 2, "n_layers": 6,
+    "kernel_size": 3, "p_dropout": 0.1, "resblock": "1", "resblock_kernel_sizes": [3, 7, 11],
     "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "upsample_rates": [4, 5, 4, 2, 2],
     "upsample_initial_channel": 512, "upsample_kernel_sizes": [8, 11, 8, 4, 4], "gin_channels": 256,
     "prosody_size": 20, "uncond_ratio": 0.1, "cfg": True,
@@ -171,7 +171,8 @@ def _read_wav(path: Path) -> torch.Tensor:
 
 
 def speech(seconds: float, audio_dir: Path, offset: int = 0) -> torch.Tensor:
-    """``seconds`` of 16 kHz speech [N]: the shared LibriTTS utterances end to end (a synthetic voice without them)."""
+    """``seconds`` of 16 kHz speech [N]: the shared LibriTTS utterances end to end (a synthetic voice
+    without them)."""
     n = round(seconds * SAMPLE_RATE)
     files = sorted(audio_dir.glob("*.wav")) if audio_dir.is_dir() else []
     if files:
@@ -595,13 +596,17 @@ def print_table(rows: list[Row], peak: float) -> None:
         med = statistics.median(row.ours)
         rate = row.ours_flops / med / 1e9
         line = (
-            f"{row.stage:9} {row.input_seconds:5.0f}s {_fmt_time(row.ours):>27} {med / row.audio_seconds:6.3f} "
+            f"{row.stage:9} {row.input_seconds:5.0f}s {_fmt_time(row.ours):>27} "
+            f"{med / row.audio_seconds:6.3f} "
             f"{row.ours_flops / 1e9:7.1f} {rate:8.1f} {100 * rate / peak:5.0f}% {row.ours_peak_mib:8.0f} │ "
         )
         if row.official:
             off = statistics.median(row.official)
             ratios = [o / s for o, s in zip(row.official, row.ours)]
-            line += f"{_fmt_time(row.official):>27} {off / row.audio_seconds:6.3f} {statistics.median(ratios):8.2f}×"
+            line += (
+                f"{_fmt_time(row.official):>27} {off / row.audio_seconds:6.3f} "
+                f"{statistics.median(ratios):8.2f}×"
+            )
         else:
             line += f"{'—':>27} {'—':>6} {'—':>9}"
         print(line)
@@ -699,14 +704,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="bfloat16: run ours under torch.autocast")  # fmt: skip
     parser.add_argument("--int8", action="store_true",
-                        help="ours with hierspeech2.nn.quantization.quantize_int8 (the CLI's --int8; CPU)")  # fmt: skip
+                        help="ours with hierspeech2.nn.quantization.quantize_int8 "
+                             "(the CLI's --int8; CPU)")  # fmt: skip
     parser.add_argument("--f0", choices=("yaapt", "swift", "praat"), default="yaapt",
-                        help="F0 extractor of ours in the f0 and vc48k stages (default: yaapt, as official)")  # fmt: skip
+                        help="F0 extractor of ours in the f0 and vc48k stages "
+                             "(default: yaapt, as official)")  # fmt: skip
     parser.add_argument("--compare", nargs="?", const=True, default=False, metavar="OFFICIAL",
-                        help="also time the official implementation (path here or with --official)")  # fmt: skip
+                        help="also time the official implementation "
+                             "(path here or with --official)")  # fmt: skip
     parser.add_argument("--official", type=Path, default=None, help="checkout of sh-lee-prml/HierSpeechpp")
     parser.add_argument("--compare-max-seconds", type=float, default=12.0,
-                        help="time the official code only up to this input length (it is slow); default 12")  # fmt: skip
+                        help="time the official code only up to this input length "
+                             "(it is slow); default 12")  # fmt: skip
     parser.add_argument(
         "--check", action="store_true", help="with --compare: max |ours − official| at noise 0"
     )
@@ -757,11 +766,13 @@ def main(argv: list[str] | None = None) -> None:
         args.frames_per_token = semantic.shape[-1] / probe.shape[-1]
 
     peak = matmul_peak_gflops(device)
-    print(f"hierspeech2 inference benchmark — torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"device {device}, dtype {args.dtype}{', int8' if args.int8 else ''}, F0 {args.f0}")  # fmt: skip
+    print(f"hierspeech2 inference benchmark — torch {torch.__version__}, "
+          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, device {device}, "
+          f"dtype {args.dtype}{', int8' if args.int8 else ''}, F0 {args.f0}")  # fmt: skip
+    compared = f"from {args.official} up to {args.compare_max_seconds:g} s" if official else "not run"
     print(f"fp32 matmul peak (2048², same threads): {peak:.1f} GFLOP/s; reps {args.reps} after 1 warm-up; "
-          f"official {'from ' + str(args.official) + f' up to {args.compare_max_seconds:g} s' if official else 'not run'}")  # fmt: skip
+          f"official {compared}")  # fmt: skip
     rows = []
     for seconds in args.lengths:
         inputs = prepare_inputs(seconds, args, ours, args.frames_per_token)

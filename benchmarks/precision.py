@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, ATen CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, native bfloat16: {'yes' if native_bf16 else 'no'}")  # fmt: skip
+          f"{torch.backends.cpu.get_cpu_capability()}, "
+          f"native bfloat16: {'yes' if native_bf16 else 'no'}")  # fmt: skip
     print(f"{'layer':38s} {'fp32 ms':>8s} {'bf16 ms':>9s} {'bf16/fp32':>9s} {'int8 ms':>8s} "
           f"{'fp32/int8':>9s} {'int8 rel. err':>13s}")  # fmt: skip
     torch.manual_seed(0)

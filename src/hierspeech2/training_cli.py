@@ -4,7 +4,8 @@ Model and datamodule are given by class path in a recipe (subclass mode), so any
 LightningModule / LightningDataModule works, e.g.::
 
     lightning fit -c recipes/ttv.yaml
-    lightning fit -c recipes/speechsr48k.yaml --trainer.devices 4 --trainer.strategy ddp --trainer.precision bf16-mixed
+    lightning fit -c recipes/speechsr48k.yaml --trainer.devices 4 --trainer.strategy ddp \\
+        --trainer.precision bf16-mixed
     lightning fit -c recipes/ttv.yaml --model.init_from ttv-lt960          # fine-tune released weights
     lightning fit -c recipes/ttv.yaml --ckpt_path last                     # resume
     lightning fit -c recipes/ttv.yaml --print_config                       # the fully resolved config
@@ -69,7 +70,8 @@ class HierSpeechCLI(LightningCLI):
             torch.set_num_threads(config["threads"])
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """The Trainer, with a GAN task's DDP strategy (named, or chosen by ``auto``) finding unused parameters."""
+        """The Trainer, with a GAN task's DDP strategy (named, or chosen by ``auto``) finding
+        unused parameters."""
         from .tasks.base import GANTask
 
         if not isinstance(self.model, GANTask) or "strategy" in kwargs:

@@ -10,28 +10,8 @@ from typing import Any
 
 from ..errors import HierSpeechError
 from ..options import TextToSpeechOptions
+from . import common, synthesis
 from .batch import BATCH_HELP, read_jobs, run_batch
-from .common import (
-    UsageError,
-    add_command,
-    add_output_option,
-    add_runtime_options,
-    log_written,
-    resolve_runtime,
-    show_progress,
-)
-from .synthesis import (
-    DEFAULT_TTS_MODEL,
-    add_synthesis_options,
-    check_synthesis_usage,
-    components,
-    denoiser_spec,
-    load_as,
-    maybe_int8,
-    pipeline_options,
-    require_registry_parts,
-    synthesis_parts,
-)
 
 __all__ = ["SUMMARY", "add_parser", "run"]
 
@@ -53,12 +33,12 @@ characters, spoken with one prompt encoding and joined with short pauses.
 
 def add_parser(commands: Any, name: str) -> None:
     """Add the ``tts`` parser to ``commands`` (argparse's subparsers)."""
-    tts = add_command(commands, name, SUMMARY, EPILOG)
+    tts = common.add_command(commands, name, SUMMARY, EPILOG)
     tts.add_argument("text", nargs="?", help="text to speak (English, any length)")
     tts.add_argument("--text-file", type=Path, default=None, help="UTF-8 text file to speak instead of TEXT")
     tts.add_argument("--batch", type=Path, default=None, help="TSV of jobs: text, prompt, output")
     tts.add_argument("--prompt", type=Path, default=None, help="voice/prosody prompt audio")
-    add_output_option(tts, "output audio file")
+    common.add_output_option(tts, "output audio file")
     tts.add_argument(
         "--ttv",
         default=None,
@@ -79,8 +59,10 @@ def add_parser(commands: Any, name: str) -> None:
         default=max_chars,
         help=f"longest piece of text spoken in one go (default: {max_chars})",
     )
-    add_synthesis_options(tts, DEFAULT_TTS_MODEL, TextToSpeechOptions.default("noise_scale_vc"))
-    add_runtime_options(tts, TextToSpeechOptions.default("batch_size"))
+    synthesis.add_synthesis_options(
+        tts, synthesis.DEFAULT_TTS_MODEL, TextToSpeechOptions.default("noise_scale_vc")
+    )
+    common.add_runtime_options(tts, TextToSpeechOptions.default("batch_size"))
 
 
 def _check_usage(args: argparse.Namespace) -> None:
@@ -90,14 +72,14 @@ def _check_usage(args: argparse.Namespace) -> None:
         if value is not None
     ]
     if len(given) != 1:
-        raise UsageError(
+        raise common.UsageError(
             f"tts needs exactly one of TEXT, --text-file or --batch (got {', '.join(given) or 'none'})"
         )
     if args.batch is None and (args.prompt is None or args.output is None):
-        raise UsageError("tts needs --prompt and -o/--output (or --batch jobs.tsv)")
+        raise common.UsageError("tts needs --prompt and -o/--output (or --batch jobs.tsv)")
     if args.batch is not None and (args.prompt is not None or args.output is not None):
-        raise UsageError("--batch takes its prompts and outputs from the file; drop --prompt/-o")
-    check_synthesis_usage(args)
+        raise common.UsageError("--batch takes its prompts and outputs from the file; drop --prompt/-o")
+    synthesis.check_synthesis_usage(args)
 
 
 def _read_text(path: Path) -> str:
@@ -120,29 +102,29 @@ def run(args: argparse.Namespace) -> None:
     if text is not None and not text.strip():
         raise HierSpeechError("the text is empty; give at least one word to speak")
     rows = read_jobs(args.batch, ("text", "prompt", "output"), [(args.prompt, "voice prompt")], args.output)
-    options = pipeline_options(
+    options = synthesis.pipeline_options(
         TextToSpeechOptions, args, {"noise_scale_vc": "noise_scale", "max_piece_chars": "max_chars"}
     )
-    parts = components(args.model, "tts")
+    parts = synthesis.components(args.model, "tts")
     ttv_spec = args.ttv or parts["ttv"]
-    require_registry_parts(
-        args.model, [ttv_spec, args.backbone or parts["backbone"], denoiser_spec(args, parts)]
+    synthesis.require_registry_parts(
+        args.model, [ttv_spec, args.backbone or parts["backbone"], synthesis.denoiser_spec(args, parts)]
     )
-    runtime = resolve_runtime(args)
+    runtime = common.resolve_runtime(args)
     import torch
 
     from ..pipelines import TextToSpeech  # after the checks that need no torch
 
-    models = synthesis_parts(args, parts, runtime)
+    models = synthesis.synthesis_parts(args, parts, runtime)
     # TextToVec stays float32 under --dtype/--int8: in lower precision its durations round
     # differently, which moves the output about as far as another sampler seed (README "Speed").
-    ttv = load_as(ttv_spec, "TextToVec", "--ttv", replace(runtime, dtype=torch.float32))
-    maybe_int8(args, runtime, models["backbone"])
+    ttv = synthesis.load_as(ttv_spec, "TextToVec", "--ttv", replace(runtime, dtype=torch.float32))
+    synthesis.maybe_int8(args, runtime, models["backbone"])
     pipeline = TextToSpeech(ttv, **options, **models)
-    progress = show_progress(args)
+    progress = common.show_progress(args)
     if rows is None:
         path = pipeline.synthesize_to_file(text, args.prompt, args.output, seed=args.seed, progress=progress)
-        log_written(path, pipeline.output_rate)
+        common.log_written(path, pipeline.output_rate)
     else:
         run_batch(
             "tts",

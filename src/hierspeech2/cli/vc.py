@@ -8,29 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..options import F0_METHOD_NAMES, VoiceConversionOptions
+from . import common, synthesis
 from .batch import BATCH_HELP, read_jobs, run_batch
-from .common import (
-    Runtime,
-    UsageError,
-    add_command,
-    add_output_option,
-    add_runtime_options,
-    log_written,
-    resolve_runtime,
-    show_progress,
-)
-from .synthesis import (
-    DEFAULT_VC_MODEL,
-    add_synthesis_options,
-    check_synthesis_usage,
-    components,
-    denoiser_spec,
-    load_as,
-    maybe_int8,
-    pipeline_options,
-    require_registry_parts,
-    synthesis_parts,
-)
 
 __all__ = ["BATCH_FILE_BATCH_SIZE", "SUMMARY", "add_parser", "run"]
 
@@ -54,14 +33,16 @@ EPILOG = (
 
 def add_parser(commands: Any, name: str) -> None:
     """Add the ``vc`` parser to ``commands`` (argparse's subparsers)."""
-    vc = add_command(commands, name, SUMMARY, EPILOG)
+    vc = common.add_command(commands, name, SUMMARY, EPILOG)
     vc.add_argument(
         "source", type=Path, nargs="?", help="speech whose words and melody are kept (any length)"
     )
     vc.add_argument("target", type=Path, nargs="?", help="voice prompt (3–10 s of the target speaker)")
     vc.add_argument("--batch", type=Path, default=None, help="TSV of jobs: source, target, output")
-    add_output_option(vc, "output audio file")
-    add_synthesis_options(vc, DEFAULT_VC_MODEL, VoiceConversionOptions.default("noise_scale"))
+    common.add_output_option(vc, "output audio file")
+    synthesis.add_synthesis_options(
+        vc, synthesis.DEFAULT_VC_MODEL, VoiceConversionOptions.default("noise_scale")
+    )
     vc.add_argument(
         "--mms",
         default=None,
@@ -75,7 +56,7 @@ def add_parser(commands: Any, name: str) -> None:
         help="F0 extractor for source and prompt: yaapt (official, default), swift (about 10x faster, MIT) "
         "or praat (as fast; GPL-3, needs `pip install hierspeech2[praat]`)",
     )
-    add_runtime_options(
+    common.add_runtime_options(
         vc, f"{VoiceConversionOptions.default('batch_size')}; {BATCH_FILE_BATCH_SIZE} with --batch"
     )
 
@@ -87,25 +68,25 @@ def _is_hub_id(spec: str) -> bool:
     return spec not in default_registry() and not spec.startswith("hf://") and not Path(spec).exists()
 
 
-def _semantic_encoder(spec: str, runtime: Runtime) -> Any:
+def _semantic_encoder(spec: str, runtime: common.Runtime) -> Any:
     from ..ssl import SemanticEncoder
 
     encoder = (
         SemanticEncoder.from_pretrained(spec)
         if _is_hub_id(spec)
-        else load_as(spec, "SemanticEncoder", "--mms", runtime)
+        else synthesis.load_as(spec, "SemanticEncoder", "--mms", runtime)
     )
     return encoder.to(runtime.device, runtime.dtype)
 
 
 def _check_usage(args: argparse.Namespace) -> None:
     if args.batch is None and (args.source is None or args.target is None or args.output is None):
-        raise UsageError("vc needs SOURCE TARGET -o OUTPUT, or --batch pairs.tsv")
+        raise common.UsageError("vc needs SOURCE TARGET -o OUTPUT, or --batch pairs.tsv")
     if args.batch is not None and (args.source is not None or args.output is not None):
-        raise UsageError(
+        raise common.UsageError(
             "--batch takes its sources, targets and outputs from the file; drop SOURCE/TARGET/-o"
         )
-    check_synthesis_usage(args)
+    synthesis.check_synthesis_usage(args)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -113,30 +94,32 @@ def run(args: argparse.Namespace) -> None:
     _check_usage(args)
     inputs = [(args.source, "source audio"), (args.target, "target (voice prompt) audio")]
     rows = read_jobs(args.batch, ("source", "target", "output"), inputs, args.output)
-    options = pipeline_options(
+    options = synthesis.pipeline_options(
         VoiceConversionOptions,
         args,
         {"f0_extractor": "f0"},
         batch_size=args.batch_size or (BATCH_FILE_BATCH_SIZE if rows else None),
     )
-    parts = components(args.model, "vc")
+    parts = synthesis.components(args.model, "vc")
     mms = args.mms or parts["semantic_encoder"]
-    require_registry_parts(args.model, [args.backbone or parts["backbone"], mms, denoiser_spec(args, parts)])
+    synthesis.require_registry_parts(
+        args.model, [args.backbone or parts["backbone"], mms, synthesis.denoiser_spec(args, parts)]
+    )
     if _is_hub_id(mms):
         from ..ssl import ensure_downloadable
 
         ensure_downloadable(mms)  # --mms facebook/mms-300m: cached, or the Hub answers, before any loading
-    runtime = resolve_runtime(args)
+    runtime = common.resolve_runtime(args)
     from ..pipelines import VoiceConversion  # after the checks that need no torch
 
-    models = synthesis_parts(args, parts, runtime)
+    models = synthesis.synthesis_parts(args, parts, runtime)
     encoder = _semantic_encoder(mms, runtime)
-    maybe_int8(args, runtime, encoder, models["backbone"])
+    synthesis.maybe_int8(args, runtime, encoder, models["backbone"])
     pipeline = VoiceConversion(semantic_encoder=encoder, **options, **models)
-    progress = show_progress(args)
+    progress = common.show_progress(args)
     if rows is None:
         path = pipeline.convert_file(args.source, args.target, args.output, seed=args.seed, progress=progress)
-        log_written(path, pipeline.output_rate)
+        common.log_written(path, pipeline.output_rate)
     else:
         run_batch(
             "vc",

@@ -105,6 +105,15 @@ def safe_name(name: str) -> str:
     return cleaned or "_"
 
 
+def _in_root(name: str) -> property:
+    """A read-only attribute: ``root / name`` (one entry of the cache's layout)."""
+
+    def path(self: FeatureCache) -> Path:
+        return self.root / name
+
+    return property(path, doc=f"``root / {name!r}``")
+
+
 class FeatureCache:
     """Read and write a cache folder (see the module docstring for its layout)."""
 
@@ -113,25 +122,11 @@ class FeatureCache:
 
     # ---------------------------------------------------------------- layout
 
-    @property
-    def items_dir(self) -> Path:
-        return self.root / "items"
-
-    @property
-    def skipped_dir(self) -> Path:
-        return self.root / "skipped"
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / "manifest.jsonl"
-
-    @property
-    def report_path(self) -> Path:
-        return self.root / "skipped.tsv"
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / "cache.json"
+    items_dir = _in_root("items")
+    skipped_dir = _in_root("skipped")
+    manifest_path = _in_root("manifest.jsonl")
+    report_path = _in_root("skipped.tsv")
+    config_path = _in_root("cache.json")
 
     def item_path(self, speaker: str, utterance_id: str) -> Path:
         return self.items_dir / safe_name(speaker) / f"{safe_name(utterance_id)}{ITEM_SUFFIX}"

@@ -97,7 +97,8 @@ def _libritts_root(root: Path) -> Path:
 
 
 def read_libritts(root: str | os.PathLike, subsets: Sequence[str] | None = None) -> list[Utterance]:
-    """LibriTTS ``<subset>/<speaker>/<chapter>/<id>.wav`` with ``<id>.normalized.txt``; every subset by default.
+    """LibriTTS ``<subset>/<speaker>/<chapter>/<id>.wav`` with ``<id>.normalized.txt``;
+    every subset by default.
 
     Utterances without a ``.normalized.txt`` are left out with a warning (LibriTTS has a few).
     """
@@ -181,7 +182,8 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     for number, row in enumerate(_manifest_rows(path), 2):
         if not row.get("path"):
             raise ValueError(
-                f"{path}: row {number} has no 'path'; a manifest needs the columns {', '.join(MANIFEST_COLUMNS)}"
+                f"{path}: row {number} has no 'path'; "
+                f"a manifest needs the columns {', '.join(MANIFEST_COLUMNS)}"
             )
         audio = Path(row["path"])
         audio = audio if audio.is_absolute() else path.parent / audio

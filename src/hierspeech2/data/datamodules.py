@@ -80,8 +80,8 @@ def split_records(
         unknown = listed - {record.id for record in records}
         if unknown:
             raise ValueError(
-                f"{val_list} lists {len(unknown)} ids that are not in the cache (e.g. {sorted(unknown)[:3]}); "
-                "use the ids of manifest.jsonl"
+                f"{val_list} lists {len(unknown)} ids that are not in the cache "
+                f"(e.g. {sorted(unknown)[:3]}); use the ids of manifest.jsonl"
             )
         held |= listed
     if val_size:
@@ -217,8 +217,9 @@ class _FeatureDataModule(L.LightningDataModule):
             raise DataNotFoundError(self._missing_cache_message(cache))
         if cache.root.is_dir() and any(cache.root.iterdir()):
             raise DataNotFoundError(
-                f"{self.data_dir} holds an unfinished feature cache: finish it with `{self._preprocess_command()}` "
-                f"(it resumes where it stopped) or delete it so that corpus_dir {self.corpus_dir} rebuilds it"
+                f"{self.data_dir} holds an unfinished feature cache: finish it with "
+                f"`{self._preprocess_command()}` (it resumes where it stopped) or delete it so that "
+                f"corpus_dir {self.corpus_dir} rebuilds it"
             )
         corpus = Path(self.corpus_dir)
         if not corpus.exists():
@@ -253,7 +254,7 @@ class _FeatureDataModule(L.LightningDataModule):
         )
 
     def _warn_if_made_otherwise(self, cache: FeatureCache) -> None:
-        """A cache made with another semantic encoder than this datamodule builds with is used, with a warning."""
+        """Warn when the cache was made with another semantic encoder than this datamodule builds with."""
         semantic = self._semantic_features() if self.corpus_dir is not None else None
         made_with = (cache.read_config() or {}).get("semantic")
         if semantic is None or made_with in (None, semantic.describe()):

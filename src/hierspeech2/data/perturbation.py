@@ -80,7 +80,9 @@ def _interp_bins(values: Tensor, positions: Tensor) -> Tensor:
 
 
 def spectral_envelope(log_magnitude: Tensor, lifter: int, iterations: int = 0) -> Tensor:
-    """Smooth log envelope of each frame from its first ``lifter`` cepstral coefficients. [B, F, T] → [B, F, T].
+    """Smooth log envelope of each frame from its first ``lifter`` cepstral coefficients.
+
+    [B, F, T] → [B, F, T].
 
     ``iterations > 0`` makes it a "true envelope" (Röbel & Rodet, 2005): smoothing is repeated on
     ``max(log magnitude, envelope)``, so the envelope rides on the harmonic peaks instead of
@@ -250,7 +252,10 @@ def biquad_coefficients(
 
 
 def biquad_response(b: Tensor, a: Tensor, n_fft: int) -> Tensor:
-    """Complex frequency response of biquads (b, a [..., 3]) at the ``n_fft // 2 + 1`` rfft bins → [..., F]."""
+    """Complex frequency response of biquads (b, a [..., 3]) at the ``n_fft // 2 + 1`` rfft bins.
+
+    → [..., F]
+    """
     omega = torch.linspace(0, math.pi, n_fft // 2 + 1, dtype=b.dtype, device=b.device)
     delays = torch.polar(torch.ones_like(omega), -omega)  # e^{-jω}
     powers = torch.stack([torch.ones_like(delays), delays, delays * delays])  # [3, F]
@@ -318,8 +323,9 @@ class Perturbation(nn.Module):
 
     Randomness comes from torch's global generator (seeded per DataLoader worker, and restored
     when a training run resumes) unless ``seed`` is given, which starts a generator of its own
-    (reproducible draws; it restarts from the seed when a run resumes). Works in data workers (``BackboneDataModule(perturb=...)``) or on the
-    training device over a whole batch (``HierSpeech2Task(perturbation=...)``).
+    (reproducible draws; it restarts from the seed when a run resumes). Works in data workers
+    (``BackboneDataModule(perturb=...)``) or on the training device over a whole batch
+    (``HierSpeech2Task(perturbation=...)``).
     """
 
     def __init__(

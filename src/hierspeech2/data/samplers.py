@@ -46,7 +46,7 @@ class BucketBatchSampler(BatchSampler):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Reshuffle the batch order for ``epoch`` (and the inner sampler's order when it has ``set_epoch``)."""
+        """Reshuffle the batch order for ``epoch`` (and the inner sampler's, when it has ``set_epoch``)."""
         self.epoch = epoch
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)

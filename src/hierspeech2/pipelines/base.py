@@ -28,7 +28,8 @@ class Pipeline(Generic[OptionsT]):
         """``options`` (or the defaults) with the constructor's keyword ``overrides``, checked."""
         if options is not None and not isinstance(options, self.OPTIONS):
             raise TypeError(
-                f"{type(self).__name__} takes options={self.OPTIONS.__name__}(...), got {type(options).__name__}"
+                f"{type(self).__name__} takes options={self.OPTIONS.__name__}(...), "
+                f"got {type(options).__name__}"
             )
         return (options if options is not None else self.OPTIONS()).updated(overrides)
 

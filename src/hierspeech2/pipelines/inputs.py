@@ -55,7 +55,7 @@ def as_waveform(
 
 
 def check_peak(wav: Tensor, name: str) -> Tensor:
-    """``wav`` unchanged, or an :class:`AudioError` when its samples are far outside [-1, 1] (no longer audio)."""
+    """``wav`` unchanged, or an :class:`AudioError` when its samples are far outside [-1, 1] (not audio)."""
     peak = float(wav.abs().max()) if wav.numel() else 0.0
     if peak > MAX_INPUT_PEAK:
         raise AudioError(
@@ -73,7 +73,7 @@ def with_rate(audio: Any, sample_rate: int | None) -> tuple[Any, int | None]:
 
 
 def open_reader(audio: AudioInput, sample_rate: int | None, name: str) -> AudioReader:
-    """A 16 kHz :class:`~hierspeech2.audio_stream.AudioReader` of a path, or of a checked in-memory waveform."""
+    """A 16 kHz :class:`~hierspeech2.audio_stream.AudioReader` of a path or a checked in-memory waveform."""
     audio, sample_rate = with_rate(audio, sample_rate)
     if not isinstance(audio, (str, os.PathLike)):
         audio = as_waveform(audio, sample_rate, name)

@@ -1,4 +1,4 @@
-"""Voice prompts: encoded once (log-mel of the original and the denoised audio, peak, F0) and cached per call."""
+"""Voice prompts: encoded once (log-mel of the original and the denoised audio, peak, F0), cached per call."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ PROMPT_MULTIPLE = math.lcm(HOP_LENGTH, DENOISER_WINDOW)
 """The official scripts pad prompts to a multiple of the model hop and the denoiser window (1600)."""
 
 F0Extractor = Callable[[Tensor], Tensor]
-"""16 kHz waveform ``[N]`` → F0 in Hz, one frame per 80 samples (``[N / 80]`` for N a multiple of 80), 0 = unvoiced."""
+"""16 kHz waveform ``[N]`` → F0 in Hz, one frame per 80 samples (``[N / 80]`` for N a multiple of 80),
+0 = unvoiced."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ def require_denoiser(denoise_ratio: float, denoiser: nn.Module | None) -> None:
     if denoise_ratio > 0 and denoiser is None:
         raise SettingError(
             f"denoise_ratio={denoise_ratio} needs a prompt denoiser to denoise the voice prompt audio; "
-            "none is loaded, so pass denoise_ratio=0, load one (denoiser=hierspeech2.load_model('denoiser')), "
-            "or pass a Prompt whose second row is already denoised"
+            "none is loaded, so pass denoise_ratio=0, load one "
+            "(denoiser=hierspeech2.load_model('denoiser')), or pass a Prompt whose second row is already "
+            "denoised"
         )
 
 
@@ -68,7 +70,7 @@ def encode_prompt(
     denoise_ratio: float,
     f0_extractor: F0Extractor | None = None,
 ) -> Prompt:
-    """Load, check and encode a voice prompt; it is denoised (by ``denoiser``) only when ``denoise_ratio > 0``."""
+    """Load, check and encode a voice prompt; denoised (by ``denoiser``) only when ``denoise_ratio > 0``."""
     require_denoiser(denoise_ratio, denoiser)
     prompt = check_peak(as_waveform(audio, sample_rate, "voice prompt"), "voice prompt")
     seconds = prompt.numel() / MODEL_SAMPLE_RATE
@@ -115,7 +117,8 @@ class PromptCache:
         self.cache: dict[str, Prompt | BaseException] = {}
 
     def get(self, audio: AudioInput | Prompt, sample_rate: int | None) -> Prompt:
-        """The encoded prompt of ``audio`` (checked if already encoded); a failed file fails every job using it."""
+        """The encoded prompt of ``audio`` (checked if already encoded); a failed file fails every job
+        using it."""
         audio, sample_rate = with_rate(audio, sample_rate)
         if isinstance(audio, Prompt):
             if self.denoise_ratio > 0 and not audio.denoised:

@@ -100,7 +100,8 @@ def start_runs(
     prepare: Callable[[RunT, JobT], None],
     raise_errors: bool,
 ) -> list[RunT]:
-    """One ``run_type`` per job (its result at ``sample_rate``), prepared; a job that cannot start fails alone.
+    """One ``run_type`` per job (its result at ``sample_rate``), prepared; a job that cannot
+    start fails alone.
 
     With ``raise_errors`` the first such error is raised instead.
     """
@@ -141,7 +142,8 @@ def run_windows(
     batch_size: int,
     progress: bool,
 ) -> None:
-    """Render every window of every run, equal-length windows ``batch_size`` at a time; failures stay per job."""
+    """Render every window of every run, equal-length windows ``batch_size`` at a time; failures stay
+    per job."""
     queue = [(run, window) for run in runs if not run.failed for window in run.windows]
     with progress_bar(len(queue), progress, "window", "converting") as bar:
         for group in equal_length_groups(queue, lambda item: item[1].length, batch_size):
@@ -171,7 +173,8 @@ def guarded(
 def equal_length_groups(
     items: Sequence[Any], length: Callable[[Any], int], batch_size: int
 ) -> Iterator[list[Any]]:
-    """Consecutive runs of ``items`` (stably sorted by length) of equal length, at most ``batch_size`` long."""
+    """Consecutive runs of ``items`` (stably sorted by length) of equal length, at most ``batch_size``
+    long."""
     ordered = sorted(items, key=length)
     group: list[Any] = []
     for item in ordered:

@@ -86,7 +86,8 @@ class SuperResolution(Pipeline[SuperResolutionOptions]):
         sample_rate: int | None = None,
         progress: bool = False,
     ) -> Path:
-        """Super-resolve into ``output`` (format by extension), streaming: memory does not grow with the input."""
+        """Super-resolve into ``output`` (format by extension), streaming: memory does not grow with
+        the input."""
         job = SuperResolutionJob(audio, output, sample_rate)
         (result,) = self._run([job], raise_errors=True, progress=progress)
         return result.path
@@ -95,7 +96,8 @@ class SuperResolution(Pipeline[SuperResolutionOptions]):
     def process_many(
         self, jobs: Sequence[SuperResolutionJob | tuple[Any, ...]], progress: bool = False
     ) -> list[Result]:
-        """``(input, output path or None)`` pairs (or :class:`SuperResolutionJob` s) → one :class:`Result` each.
+        """``(input, output path or None)`` pairs (or :class:`SuperResolutionJob` s) → one
+        :class:`Result` each.
 
         An input is a file path or a ``(waveform, sample_rate)`` pair; a failing input fails alone.
         """

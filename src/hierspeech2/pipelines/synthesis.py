@@ -1,8 +1,8 @@
-"""What voice conversion and TTS share: their models, prompt encoding, the backbone call, optional SpeechSR."""
+"""What voice conversion and TTS share: models, prompt encoding, the backbone call, optional SpeechSR."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -18,13 +18,14 @@ from . import prompts
 from .base import OptionsT, Pipeline, option
 from .inputs import AudioInput
 from .prompts import F0Extractor, Prompt, PromptCache
-from .scheduler import PEAK, device_of, dtype_of
+from .scheduler import PEAK, RunT, device_of, dtype_of, start_runs
 
 __all__ = ["Synthesis"]
 
 
 class Synthesis(Pipeline[OptionsT]):
-    """The base of :class:`~hierspeech2.pipelines.VoiceConversion` and :class:`~hierspeech2.pipelines.TextToSpeech`.
+    """The base of :class:`~hierspeech2.pipelines.VoiceConversion` and
+    :class:`~hierspeech2.pipelines.TextToSpeech`.
 
     It resolves the options the models decide: ``output_rate`` None takes the SpeechSR's rate (16 kHz
     without one), ``denoise_ratio`` None the official :data:`~hierspeech2.options.OFFICIAL_DENOISE_RATIO`
@@ -79,7 +80,8 @@ class Synthesis(Pipeline[OptionsT]):
         denoise_ratio: float | None = None,
         f0_extractor: F0Extractor | None = None,
     ) -> Prompt:
-        """Load and encode a voice prompt once: log-mel of the original and denoised rows, peak, F0 (with an extractor).
+        """Load and encode a voice prompt once: log-mel of the original and denoised rows, peak, F0
+        (with an extractor).
 
         Pass the result instead of the audio to many calls; it is only denoised when ``denoise_ratio > 0``
         (default: the constructor's).
@@ -94,12 +96,37 @@ class Synthesis(Pipeline[OptionsT]):
         )
 
     def _prompt_cache(self, targets: Iterable[Any], denoise_ratio: float) -> PromptCache:
-        """The prompts of one call, encoded at ``denoise_ratio``: refused up front if audio needs a missing denoiser."""
+        """The prompts of one call, encoded at ``denoise_ratio``: refused up front if audio
+        needs a missing denoiser."""
         if not all(isinstance(target, Prompt) for target in targets):
             prompts.require_denoiser(denoise_ratio, self.denoiser)
         return PromptCache(
             lambda audio, rate: self.encode_prompt(audio, rate, denoise_ratio), denoise_ratio, self.NEEDS_F0
         )
+
+    def _start_runs(
+        self,
+        jobs: Sequence[Any],
+        run_type: type[RunT],
+        prompt_of: Callable[[Any], Any],
+        settings: Mapping[str, float | None],
+        raise_errors: bool,
+    ) -> tuple[OptionsT, list[RunT]]:
+        """The options of one call (``settings`` over the constructor's) and one prepared run per job.
+
+        The prompts (``prompt_of(job)``) are encoded once per call and shared by the jobs that
+        name the same one; :meth:`_prepare` sets up each run.
+        """
+        options = self._call_options(settings)
+        prompts = self._prompt_cache([prompt_of(job) for job in jobs], options.denoise_ratio)
+        runs = start_runs(
+            jobs, run_type, self.output_rate, lambda run, job: self._prepare(run, job, prompts), raise_errors
+        )
+        return options, runs
+
+    def _prepare(self, run: Any, job: Any, prompts: PromptCache) -> None:
+        """Set up ``run`` (reader or text pieces, sink, prompt) for ``job``; a subclass provides it."""
+        raise NotImplementedError
 
     def _render_rows(
         self,
@@ -109,7 +136,8 @@ class Synthesis(Pipeline[OptionsT]):
         noise_scale: float,
         denoise_ratio: float,
     ) -> Tensor:
-        """Semantic [B, C, T] + log F0 [B, 1, 4T] + one prompt per row → waveform [B, ratio · 320 T] (CPU, float32)."""
+        """Semantic [B, C, T] + log F0 [B, 1, 4T] + one prompt per row → waveform [B, ratio · 320 T]
+        (CPU, float32)."""
         device, dtype = device_of(self.backbone), dtype_of(self.backbone)
         prompt_mel, prompt_lengths = self._prompt_rows(rows)
         lengths = torch.full((semantic.shape[0],), semantic.shape[-1], dtype=torch.long, device=device)
@@ -127,7 +155,8 @@ class Synthesis(Pipeline[OptionsT]):
         return wav[:, 0].float().cpu()
 
     def _prompt_rows(self, rows: Sequence[Prompt]) -> tuple[Tensor, Tensor]:
-        """Prompts → interleaved rows [2B, 80, T_max] on the backbone's device and dtype, and their lengths."""
+        """Prompts → interleaved rows [2B, 80, T_max] on the backbone's device and dtype, and their
+        lengths."""
         return prompts.prompt_rows(rows, device_of(self.backbone), dtype_of(self.backbone))
 
     def _peak_for(self, prompt: Prompt) -> float:

@@ -1,4 +1,5 @@
-"""Zero-shot TTS: TextToVec (text → semantic + F0) → HierSpeech2 backbone → optional SpeechSR, any length of text."""
+"""Zero-shot TTS: TextToVec (text → semantic + F0) → HierSpeech2 backbone → optional SpeechSR, for text
+of any length."""
 
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ from .scheduler import (
     make_sink,
     progress_bar,
     seeded,
-    start_runs,
 )
 from .synthesis import Synthesis
 
@@ -130,7 +130,8 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         progress: bool = False,
         **settings: float,
     ) -> Path:
-        """Speak ``text`` into ``output`` (format by extension), piece by piece: memory does not grow with the text."""
+        """Speak ``text`` into ``output`` (format by extension), piece by piece: memory does not
+        grow with the text."""
         job = SpeechJob(text, prompt, output, prompt_rate)
         (result,) = self._run([job], seed, progress, settings, raise_errors=True)
         return result.path
@@ -144,7 +145,8 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         progress: bool = False,
         **settings: float,
     ) -> list[Result]:
-        """``(text, prompt, output path or None)`` triples (or :class:`SpeechJob` s) → one :class:`Result` each.
+        """``(text, prompt, output path or None)`` triples (or :class:`SpeechJob` s) → one
+        :class:`Result` each.
 
         A prompt is a file path, a ``(waveform, sample_rate)`` pair or an encoded :class:`Prompt`;
         failures stay per job.
@@ -163,10 +165,12 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         denoise_ratio: float | None = None,
         prompt_peak: float = PEAK,
     ) -> Tensor:
-        """Token ids ``[L]``/``[1, L]`` + prompt log-mel ``[2, 80, T]`` → final waveform ``[N]`` at ``output_rate``.
+        """Token ids ``[L]``/``[1, L]`` + prompt log-mel ``[2, 80, T]`` → final waveform ``[N]``
+        at ``output_rate``.
 
         The rows of ``prompt_mel`` are the original and the denoised prompt; their styles are mixed by
-        ``denoise_ratio`` (no denoiser needed). Settings left at None take the constructor's values, as in ``__call__``.
+        ``denoise_ratio`` (no denoiser needed). Settings left at None take the constructor's values, as in
+        ``__call__``.
         """
         options = self._call_options(
             {
@@ -191,15 +195,7 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         settings: dict[str, float],
         raise_errors: bool,
     ) -> list[Result]:
-        options = self._call_options(settings)
-        prompts = self._prompt_cache([job.prompt for job in jobs], options.denoise_ratio)
-        runs = start_runs(
-            jobs,
-            _SpeechRun,
-            self.output_rate,
-            lambda run, job: self._prepare(run, job, prompts),
-            raise_errors,
-        )
+        options, runs = self._start_runs(jobs, _SpeechRun, lambda job: job.prompt, settings, raise_errors)
         pieces = [
             _PieceJob(run, piece, tokens, i == len(run.pieces) - 1)
             for run in runs
@@ -265,7 +261,8 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         options: TextToSpeechOptions,
         token_lengths: Sequence[int] | None = None,
     ) -> list[Tensor]:
-        """Token rows [B, L] (zero-padded) → one waveform per row, unnormalised; TTV batched, backbone by length."""
+        """Token rows [B, L] (zero-padded) → one waveform per row, unnormalised; TTV batched,
+        backbone by length."""
         device = device_of(self.ttv)
         token_lengths = token_lengths or [tokens.shape[-1]] * tokens.shape[0]
         # the prompt rows in the backbone's dtype, then in the TTV's (as it always was)

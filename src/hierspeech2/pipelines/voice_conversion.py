@@ -25,7 +25,7 @@ from .base import option
 from .inputs import AudioInput, check_peak, open_reader
 from .jobs import ConversionJob, Result
 from .prompts import Prompt, PromptCache
-from .scheduler import Run, device_of, finish_runs, make_sink, run_windows, seeded, start_runs
+from .scheduler import Run, device_of, finish_runs, make_sink, run_windows, seeded
 from .synthesis import Synthesis
 
 if TYPE_CHECKING:
@@ -159,7 +159,8 @@ class VoiceConversion(Synthesis[VoiceConversionOptions]):
         seed: int | None = None,
         progress: bool = False,
     ) -> list[Result]:
-        """``(source, target, output path or None)`` triples (or :class:`ConversionJob` s) → one :class:`Result` each.
+        """``(source, target, output path or None)`` triples (or :class:`ConversionJob` s) → one
+        :class:`Result` each.
 
         Equal-length windows of different jobs share a model call. Sources and targets are file
         paths, ``(waveform, sample_rate)`` pairs or (targets) encoded :class:`Prompt` s. A job that
@@ -176,15 +177,7 @@ class VoiceConversion(Synthesis[VoiceConversionOptions]):
         progress: bool = False,
         **settings: float | None,
     ) -> list[Result]:
-        options = self._call_options(settings)
-        prompts = self._prompt_cache([job.target for job in jobs], options.denoise_ratio)
-        runs = start_runs(
-            jobs,
-            _ConversionRun,
-            self.output_rate,
-            lambda run, job: self._prepare(run, job, prompts),
-            raise_errors,
-        )
+        options, runs = self._start_runs(jobs, _ConversionRun, lambda job: job.target, settings, raise_errors)
         with seeded(seed):
             run_windows(
                 runs, lambda group: self._render(group, options), self.ratio, self.batch_size, progress

@@ -137,14 +137,7 @@ class HierSpeech2Task(GANTask):
         super().__init__(
             model,
             discriminator if discriminator is not None else MultiDiscriminator(),
-            optimizer=optimizer,
-            adversarial_weight=adversarial_weight,
-            feature_matching_weight=feature_matching_weight,
-            grad_clip=grad_clip,
-            init_from=init_from,
-            discriminator_init_from=discriminator_init_from,
-            log_examples=log_examples,
-            max_nonfinite_steps=max_nonfinite_steps,
+            **self.gan_arguments(locals()),
         )
         self.save_task_hyperparameters(("model", "discriminator", "perturbation", "semantic_encoder"))
         self.weights = {
@@ -178,8 +171,9 @@ class HierSpeech2Task(GANTask):
         unknown = [name for name in names if name not in known]
         if unknown:
             raise ValueError(
-                f"cannot freeze {unknown}: not parts of HierSpeech2; use any of {sorted(set(known.values()))} "
-                f"or their official names {sorted(set(known) - set(known.values()))}"
+                f"cannot freeze {unknown}: not parts of HierSpeech2; use any of "
+                f"{sorted(set(known.values()))} or their official names "
+                f"{sorted(set(known) - set(known.values()))}"
             )
         frozen = tuple(dict.fromkeys(known[name] for name in names))
         for name in frozen:
@@ -242,14 +236,15 @@ class HierSpeech2Task(GANTask):
         frames = batch.semantic.shape[-1]
         if features.shape[1] != batch.semantic.shape[1]:
             raise ValueError(
-                f"the semantic encoder gives {features.shape[1]} channels but the batch's cached features have "
-                f"{batch.semantic.shape[1]}; use the encoder the cache was made with"
+                f"the semantic encoder gives {features.shape[1]} channels but the batch's cached "
+                f"features have {batch.semantic.shape[1]}; use the encoder the cache was made with"
             )
         features = F.pad(features, (0, max(0, frames - features.shape[-1])))[..., :frames]
         return features.to(batch.semantic.dtype) * batch.frame_mask
 
     def forward_pass(self, batch: BackboneBatch) -> TrainingOutput:
-        """The networks' training pass on a batch (see :func:`~hierspeech2.models.backbone_training.training_forward`)."""
+        """The networks' training pass on a batch (see
+        :func:`~hierspeech2.models.backbone_training.training_forward`)."""
         return training_forward(
             self.model,
             linear=batch.linear,

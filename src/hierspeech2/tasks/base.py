@@ -1,4 +1,5 @@
-"""What every training task shares: optimizers with exponential decay, fine-tuning, export metadata, media logging.
+"""What every training task shares: optimizers with exponential decay, fine-tuning, export metadata and
+media logging.
 
 :class:`TrainingTask` holds the trainable model as ``self.model`` (the part that is
 exported); :class:`GANTask` adds a discriminator and the manual-optimisation step of
@@ -82,7 +83,7 @@ class OptimizerConfig:
 
     @classmethod
     def coerce(cls, value: OptimizerConfig | Mapping[str, Any]) -> OptimizerConfig:
-        """``value`` itself, or the config a mapping describes (as a checkpoint's hyper-parameters hold it)."""
+        """``value`` itself, or the config a mapping describes (as checkpoint hyper-parameters hold it)."""
         return value if isinstance(value, cls) else cls(**value)
 
     def build(
@@ -133,7 +134,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _device_rng(device: torch.device) -> Any:
-    """The generator API of ``device``'s type (``torch.cuda``, ``torch.mps``, ``torch.xpu``); None for the CPU."""
+    """The generator API of ``device``'s type (``torch.cuda``, ``torch.mps``, ``torch.xpu``);
+    None for the CPU."""
     if device.type == "cpu":
         return None
     module = getattr(torch, device.type, None)
@@ -168,7 +170,8 @@ def restore_rng_states(states: Mapping[str, Any], device: torch.device) -> None:
 
 
 def require_unused_parameter_detection(wrapped: nn.Module | None) -> None:
-    """Refuse a DDP wrapper that ignores unused parameters (each GAN update leaves a network without gradients)."""
+    """Refuse a DDP wrapper that ignores unused parameters (each GAN update leaves a network without
+    gradients)."""
     if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
         raise SettingError(
             "GAN tasks need DDP to look for unused parameters (each of the two updates leaves the other "
@@ -197,6 +200,8 @@ class TrainingTask(pl.LightningModule):
         max_nonfinite_steps: a step whose loss is NaN/Inf is skipped (no weight update) with a
             warning; more consecutive skipped steps than this stop training with
             :class:`~hierspeech2.errors.NonFiniteLossError` (0: stop at the first one).
+        optimizer: AdamW and its per-epoch decay (:class:`OptimizerConfig`, or a mapping of its
+            fields), kept as ``optimizer_config`` for ``configure_optimizers``.
     """
 
     def __init__(
@@ -205,11 +210,14 @@ class TrainingTask(pl.LightningModule):
         init_from: str | None = None,
         log_examples: int = 2,
         max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
+        optimizer: OptimizerConfig | Mapping[str, Any] = HIERSPEECH2_OPTIMIZER,
     ) -> None:
+        optimizer = OptimizerConfig.coerce(optimizer)
         super().__init__()
         if max_nonfinite_steps < 0:
             raise ValueError(f"max_nonfinite_steps must be >= 0, got {max_nonfinite_steps}")
         self.model = model
+        self.optimizer_config = optimizer
         self.init_from = init_from
         self.log_examples = log_examples
         self.max_nonfinite_steps = max_nonfinite_steps
@@ -388,18 +396,20 @@ class GANTask(TrainingTask):
         log_examples: int = 2,
         max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
     ) -> None:
-        optimizer = OptimizerConfig.coerce(optimizer)
         check_loss_weights(
             adversarial_weight=adversarial_weight, feature_matching_weight=feature_matching_weight
         )
         if grad_clip is not None and not (math.isfinite(grad_clip) and grad_clip > 0):
             raise ValueError(f"grad_clip must be a positive norm or null (no clipping), got {grad_clip}")
         super().__init__(
-            model, init_from=init_from, log_examples=log_examples, max_nonfinite_steps=max_nonfinite_steps
+            model,
+            init_from=init_from,
+            log_examples=log_examples,
+            max_nonfinite_steps=max_nonfinite_steps,
+            optimizer=optimizer,
         )
         self.automatic_optimization = False
         self.discriminator = discriminator
-        self.optimizer_config = optimizer
         self.adversarial_weight = adversarial_weight
         self.feature_matching_weight = feature_matching_weight
         self.grad_clip = grad_clip
@@ -408,8 +418,16 @@ class GANTask(TrainingTask):
         if discriminator_init_from:
             self.load_discriminator_weights(discriminator_init_from)
 
+    @staticmethod
+    def gan_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments of :class:`GANTask` after ``model`` and ``discriminator``, by name, taken
+        from ``values``: the ``locals()`` of a subclass's ``__init__``, which restates them."""
+        names = list(inspect.signature(GANTask.__init__).parameters)[3:]  # after self, model, discriminator
+        return {name: values[name] for name in names}
+
     def load_discriminator_weights(self, path: str) -> None:
-        """Discriminator weights from a Lightning checkpoint (``discriminator.*``) or an official ``D_*.pth``."""
+        """Discriminator weights from a Lightning checkpoint (``discriminator.*``) or an official
+        ``D_*.pth``."""
         from ..checkpoint import load_official_file
 
         if str(path).endswith(".ckpt"):

@@ -43,14 +43,15 @@ def lightning_card_source(checkpoint_path: Path, checkpoint: dict) -> str:
 
 
 def export(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Write the model trained in ``checkpoint_path`` (a Lightning ``.ckpt``) to ``out_dir`` in the native format."""
+    """Write the model trained in ``checkpoint_path`` (a Lightning ``.ckpt``) to ``out_dir`` in the
+    native format."""
     checkpoint_path, out_dir = Path(checkpoint_path), Path(out_dir)
     if not checkpoint_path.is_file():
         raise CheckpointError(f"training checkpoint not found: {checkpoint_path}")
     if not _is_torch_file(checkpoint_path):
         raise CheckpointError(
-            f"{checkpoint_path} is not a Lightning checkpoint (torch.save writes a zip archive); pass the .ckpt "
-            "that `hierspeech2 fit` saved, e.g. lightning_logs/version_0/checkpoints/last.ckpt"
+            f"{checkpoint_path} is not a Lightning checkpoint (torch.save writes a zip archive); "
+            "pass the .ckpt that `hierspeech2 fit` saved, e.g. lightning_logs/version_0/checkpoints/last.ckpt"
         )
     try:
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
@@ -85,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``hierspeech2 export CKPT OUT_DIR``."""
     parser = argparse.ArgumentParser(
         prog="hierspeech2 export",
-        description="Export a Lightning training checkpoint to a native model folder (config.json + model.safetensors).",
+        description="Export a Lightning training checkpoint to a native model folder "
+        "(config.json + model.safetensors).",
     )
     parser.add_argument(
         "checkpoint", type=Path, help="Lightning checkpoint (.ckpt) written by `lightning fit`"

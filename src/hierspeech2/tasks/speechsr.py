@@ -90,14 +90,7 @@ class SpeechSRTask(GANTask):
         super().__init__(
             model,
             discriminator if discriminator is not None else default_discriminator(model.output_rate),
-            optimizer=optimizer,
-            adversarial_weight=adversarial_weight,
-            feature_matching_weight=feature_matching_weight,
-            grad_clip=grad_clip,
-            init_from=init_from,
-            discriminator_init_from=discriminator_init_from,
-            log_examples=log_examples,
-            max_nonfinite_steps=max_nonfinite_steps,
+            **self.gan_arguments(locals()),
         )
         self.save_task_hyperparameters(("model", "discriminator", "mel"))
         self.mel_weight = mel_weight

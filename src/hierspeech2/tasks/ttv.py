@@ -66,7 +66,6 @@ class TTVTask(TrainingTask):
         log_examples: int = 2,
         max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
     ) -> None:
-        optimizer = OptimizerConfig.coerce(optimizer)
         check_loss_weights(
             semantic_weight=semantic_weight,
             kl_weight=kl_weight,
@@ -81,6 +80,7 @@ class TTVTask(TrainingTask):
             init_from=init_from,
             log_examples=log_examples,
             max_nonfinite_steps=max_nonfinite_steps,
+            optimizer=optimizer,
         )
         self.save_task_hyperparameters(("model",))
         self.weights = {
@@ -90,7 +90,6 @@ class TTVTask(TrainingTask):
             "duration": duration_weight,
             "ctc": ctc_weight,
         }
-        self.optimizer_config = optimizer
         self.pitch_window = pitch_window
         self.l1 = MaskedL1Loss(masked=masked_losses)
         self.kl = GaussianKLLoss()

@@ -193,9 +193,8 @@ def _normalize(code: str) -> str:
     return code.strip().lower().replace("_", "-")
 
 
-@functools.cache
-def _voices() -> dict[str, str]:
-    """espeak-ng's voices as it reports them, keyed by their lowercased name."""
+def espeak_backend_class() -> type:
+    """phonemizer's ``EspeakBackend``, once espeak-ng is known to be installed (RuntimeError if not)."""
     try:
         from phonemizer.backend import EspeakBackend
     except ImportError as error:  # pragma: no cover - phonemizer is a hard dependency
@@ -205,7 +204,13 @@ def _voices() -> dict[str, str]:
             "espeak-ng was not found; install it (apt install espeak-ng, brew install espeak-ng) "
             "or point PHONEMIZER_ESPEAK_LIBRARY at libespeak-ng"
         )
-    return {_normalize(voice): voice for voice in EspeakBackend.supported_languages()}
+    return EspeakBackend
+
+
+@functools.cache
+def _voices() -> dict[str, str]:
+    """espeak-ng's voices as it reports them, keyed by their lowercased name."""
+    return {_normalize(voice): voice for voice in espeak_backend_class().supported_languages()}
 
 
 @functools.cache

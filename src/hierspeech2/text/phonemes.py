@@ -11,7 +11,7 @@ import functools
 import threading
 
 from hierspeech2.errors import TextError
-from hierspeech2.text.languages import espeak_voice, is_english
+from hierspeech2.text.languages import espeak_backend_class, espeak_voice, is_english
 
 __all__ = ["phonemize"]
 
@@ -22,21 +22,13 @@ _LOCK = threading.Lock()
 def _backend(language: str):
     """The phonemizer backend of an espeak-ng voice (built once per voice)."""
     # Building an EspeakBackend loads the espeak-ng library and a voice: do it once per language.
-    try:
-        from phonemizer.backend import EspeakBackend
-    except ImportError as error:  # pragma: no cover - phonemizer is a hard dependency
-        raise RuntimeError("the text front end needs `phonemizer`: pip install phonemizer") from error
-    if not EspeakBackend.is_available():
-        raise RuntimeError(
-            "espeak-ng was not found; install it (apt install espeak-ng, brew install espeak-ng) "
-            "or point PHONEMIZER_ESPEAK_LIBRARY at libespeak-ng"
-        )
+    espeak_backend = espeak_backend_class()
     try:
         # Punctuation kept and primary/secondary stress marked: the released TTV's input alphabet.
         # English keeps phonemizer's default language-switch flags, as the official front end did
         # (parity); other languages drop them, or "(en)"-style markers would leak letters into ids.
         switch = "keep-flags" if is_english(language) else "remove-flags"
-        return EspeakBackend(language, preserve_punctuation=True, with_stress=True, language_switch=switch)
+        return espeak_backend(language, preserve_punctuation=True, with_stress=True, language_switch=switch)
     except RuntimeError as error:
         if "not supported" in str(error):
             raise TextError(

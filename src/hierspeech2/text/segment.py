@@ -1,4 +1,4 @@
-"""Long text → pieces the text-to-vec model handles well, split at sentence, then clause, then word boundaries.
+"""Long text → pieces the text-to-vec model handles well, split at sentence, clause, then word boundaries.
 
 The released TTV was trained on single LibriTTS utterances (the official scripts take up to
 about 200 characters). :func:`split_text` cuts a chapter or a book into such pieces and says
