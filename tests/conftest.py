@@ -111,13 +111,17 @@ def pytest_addoption(parser):
         "--fuzz-long",
         action="store_true",
         default=False,
-        help="run the hypothesis fuzz suite (tests/fuzz) with its long budget: >= 10 000 generated inputs in total",
+        help=(
+            "run the hypothesis fuzz suite (tests/fuzz) with its long budget: "
+            ">= 10 000 generated inputs in total"
+        ),
     )
 
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """One torch thread for a module: two OpenMP threads on two shared cores slow tiny models many times over."""
+    """One torch thread for a module: two OpenMP threads on two shared cores slow tiny models many
+    times over."""
     from tiny_models import one_thread
 
     with one_thread():
@@ -126,7 +130,8 @@ def one_torch_thread():
 
 @pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
 def umask(request):
-    """Run the test under a shared-folder umask (022) and a private one (077); the previous umask is restored."""
+    """Run the test under a shared-folder umask (022) and a private one (077); the previous umask is
+    restored."""
     previous = os.umask(request.param)
     try:
         yield request.param

@@ -50,7 +50,8 @@ class LoopbackHub:
 
     # ------------------------------------------------------------------ content
     def add_file(self, repo_id: str, path_in_repo: str, data: bytes | Path, repo_type: str = "model") -> None:
-        """Host ``data`` (bytes or a local file) at ``path_in_repo`` of ``repo_id``; replaces any previous one."""
+        """Host ``data`` (bytes or a local file) at ``path_in_repo`` of ``repo_id``; replaces any previous
+        one."""
         content = Path(data).read_bytes() if isinstance(data, Path) else bytes(data)
         with self._lock:
             self.repos.setdefault((repo_type, repo_id), _Repo()).files[path_in_repo] = content

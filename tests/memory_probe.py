@@ -57,7 +57,8 @@ def main() -> None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size (VmHWM; ru_maxrss would include the parent's from before exec)."""
+    """This process's peak resident set size (VmHWM; ru_maxrss would include the parent's from before
+    exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024  # kB

@@ -1,4 +1,4 @@
-"""The ``hierspeech2`` command for real use, through subprocesses: long text, batches, folders, every error path.
+"""The ``hierspeech2`` command for real use, in subprocesses: long text, batches, folders, every error path.
 
 Models: the tiny random ones of tests/tiny_models.py saved as native folders and passed with
 --backbone/--ttv/--mms/--denoiser (nothing is downloaded); SpeechSR: the packaged weights.
@@ -244,7 +244,8 @@ def test_vc_with_a_hub_mms_id_and_no_hub_fails_before_loading_anything(work: Pat
     env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
     env |= {"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "x.wav"
-    result = cli("vc", str(work / "clip1.wav"), str(work / "voice.flac"), "-o", str(out), "--mms", "facebook/mms-300m",
+    result = cli("vc", str(work / "clip1.wav"), str(work / "voice.flac"), "-o", str(out),
+                 "--mms", "facebook/mms-300m",
                  "--denoise-ratio", "0", *tiny(work, "backbone"), env=env)  # fmt: skip
     one_line_error(result, 1, "facebook/mms-300m", "hierspeech2 download mms-300m")
     assert list(tmp_path.iterdir()) == []

@@ -204,7 +204,8 @@ CHECKPOINT_EVERY = 5
 
 
 def _kill_resume_recipe(tmp_path: Path) -> Path:
-    """recipes/tiny/ttv.yaml on synthetic batches (no corpus to preprocess), one long epoch, checkpoints every 5 steps."""
+    """recipes/tiny/ttv.yaml on synthetic batches (no corpus to preprocess), one long epoch, checkpoints
+    every 5 steps."""
     recipe = yaml.safe_load((ROOT / "recipes" / "tiny" / "ttv.yaml").read_text())
     model = recipe["model"]["init_args"]["model"]["init_args"]
     model.update(n_vocab=20, mel_channels=12, semantic_channels=24)

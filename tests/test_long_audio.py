@@ -1,4 +1,5 @@
-"""Long audio: windowed VC/SR against one pass, batches against one-at-a-time, memory flat in the input length.
+"""Long audio: windowed VC/SR against one pass, batches against one-at-a-time, memory flat in the input
+length.
 
 Tiny random models (tests/tiny_models.py) on real speech from ../shared/audio, one CPU thread.
 """
@@ -245,6 +246,7 @@ def test_peak_memory_of_streamed_vc_and_sr_does_not_grow_from_1_to_10_minutes(tm
         short, long = figures[kind, 1], figures[kind, 10]
         assert long["samples"] >= 10 * 60 * rate > short["samples"]  # both sources were converted whole
         print(
-            f"{kind}: peak RSS {short['peak_rss_mb']:.1f} MB for 1 min, {long['peak_rss_mb']:.1f} MB for 10 min"
+            f"{kind}: peak RSS {short['peak_rss_mb']:.1f} MB for 1 min, "
+            f"{long['peak_rss_mb']:.1f} MB for 10 min"
         )
         assert long["peak_rss_mb"] - short["peak_rss_mb"] < MEMORY_GROWTH_LIMIT_MB, (kind, short, long)

@@ -71,7 +71,8 @@ def test_chapter_of_2000_characters_from_one_prompt_encoding(prompts, tmp_path, 
     assert ttv_rows == [16, 16, len(pieces) - 32]  # pieces go through the text-to-vec model in batches
     first = prompt_rows[0][:2]
     assert all(torch.equal(rows.reshape(-1, 2, *rows.shape[1:])[i], first)
-               for rows in prompt_rows for i in range(rows.shape[0] // 2))  # fmt: skip  # one voice throughout
+               for rows in prompt_rows for i in range(rows.shape[0] // 2))  # fmt: skip
+    # (above: one voice throughout)
     pauses = [run for run in zero_runs(torch.from_numpy(audio)) if run >= 0.1 * RATE]
     assert len(pauses) >= len(pieces) - 1  # every piece is followed by its pause (paragraphs: longer ones)
     assert sum(run >= 0.6 * RATE for run in pauses) >= 5

@@ -711,17 +711,20 @@ def test_errors_are_hierspeech_errors():
 
 # Tiny but pipeline-compatible: 80 mel bins, hop 320, semantic width = the tiny MMS's hidden size.
 TINY_BACKBONE = {
-    "spec_channels": 9, "semantic_channels": 16, "inter_channels": 8, "hidden_channels": 8, "filter_channels": 16,
-    "resblock_kernel_sizes": (3,), "resblock_dilation_sizes": ((1, 3),), "upsample_rates": (4, 5, 4, 2, 2),
-    "upsample_initial_channel": 32, "upsample_kernel_sizes": (8, 11, 8, 4, 4), "gin_channels": 8,
-    "prosody_size": 4, "mel_channels": 80, "style_hidden_channels": 8, "posterior_layers": 2, "prior_layers": 1,
-    "flow_layers": 1, "n_flows": 2, "audio_encoder_channels": (4, 4, 6, 8, 8), "audio_downsample_rates": (8, 5, 4, 2),
+    "spec_channels": 9, "semantic_channels": 16, "inter_channels": 8, "hidden_channels": 8,
+    "filter_channels": 16, "resblock_kernel_sizes": (3,), "resblock_dilation_sizes": ((1, 3),),
+    "upsample_rates": (4, 5, 4, 2, 2), "upsample_initial_channel": 32,
+    "upsample_kernel_sizes": (8, 11, 8, 4, 4), "gin_channels": 8,
+    "prosody_size": 4, "mel_channels": 80, "style_hidden_channels": 8,
+    "posterior_layers": 2, "prior_layers": 1, "flow_layers": 1, "n_flows": 2,
+    "audio_encoder_channels": (4, 4, 6, 8, 8), "audio_downsample_rates": (8, 5, 4, 2),
     "audio_downsample_kernel_sizes": (17, 10, 8, 4),
 }  # fmt: skip
 TINY_TTV = {
     "n_vocab": 178, "mel_channels": 80, "semantic_channels": 16, "inter_channels": 16, "hidden_channels": 16,
-    "style_channels": 8, "style_hidden_channels": 16, "text_filter_channels": 32, "text_heads": 2, "text_layers": 1,
-    "text_kernel_size": 3, "posterior_layers": 2, "flow_layers": 1, "flow_count": 2, "flow_heads": 2,
+    "style_channels": 8, "style_hidden_channels": 16, "text_filter_channels": 32, "text_heads": 2,
+    "text_layers": 1, "text_kernel_size": 3, "posterior_layers": 2, "flow_layers": 1, "flow_count": 2,
+    "flow_heads": 2,
     "decoder_hidden_channels": 16, "decoder_layers": 2, "duration_filter_channels": 16, "duration_flows": 2,
     "pitch_channels": 16, "pitch_resblock_kernel_sizes": (3,), "pitch_resblock_dilations": ((1, 3),),
 }  # fmt: skip
@@ -871,7 +874,8 @@ def test_cli_vc_and_tts_resolve_their_models_through_the_registry(
         code == 1
         and "--model hierspeech2-vc is a vc entry; pass a tts pipeline such as hierspeech2-tts" in err
     )
-    code, _, err = run_cli(capsys, "tts", "Hi there.", "--prompt", str(prompt), "-o", str(tmp_path / "tts.wav"),
+    code, _, err = run_cli(capsys, "tts", "Hi there.", "--prompt", str(prompt),
+                           "-o", str(tmp_path / "tts.wav"),
                            "--output-rate", "16000", "--seed", "0", "--quiet")  # fmt: skip
     assert code == 0, err
     tts_wav = load_audio(tmp_path / "tts.wav", 16000)

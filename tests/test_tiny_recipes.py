@@ -1,4 +1,5 @@
-"""The four tiny recipes as a user runs them: ``lightning fit -c recipes/tiny/X.yaml`` on a clean checkout, offline.
+"""The four tiny recipes as a user runs them: ``lightning fit -c recipes/tiny/X.yaml`` on a clean
+checkout, offline.
 
 Each run starts in a working directory laid out like a fresh clone (``recipes/`` and the shared
 mini corpora at ``../shared``, no ``data/``, an empty Hugging Face cache and ``HF_HUB_OFFLINE=1``):
@@ -38,7 +39,8 @@ GAN_RECIPES = {"speechsr24k", "speechsr48k", "hierspeech2"}  # two optimizer ste
 
 @pytest.fixture
 def checkout(tmp_path) -> Path:
-    """A working directory like a clean checkout: ``recipes/`` here and ``../shared`` beside it, nothing else."""
+    """A working directory like a clean checkout: ``recipes/`` here and ``../shared`` beside it, nothing
+    else."""
     if not (SHARED / "data").is_dir():
         pytest.skip(
             f"shared mini corpora not found at {SHARED / 'data'} (clone the project next to ../shared)"
@@ -51,7 +53,8 @@ def checkout(tmp_path) -> Path:
 
 
 def lightning(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """The ``lightning`` console script (or its module) in ``cwd``, offline, with an empty Hugging Face cache."""
+    """The ``lightning`` console script (or its module) in ``cwd``, offline, with an empty Hugging Face
+    cache."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -114,7 +117,8 @@ def test_a_missing_cache_without_corpus_dir_is_one_line_naming_preprocess(checko
     assert exit_info.value.code == 1
     assert "Traceback" not in stderr.getvalue()
     assert stderr.getvalue().splitlines()[-1] == (
-        "lightning: error: data/tiny/sr24k holds no feature cache: make it with `hierspeech2 preprocess CORPUS "
+        "lightning: error: data/tiny/sr24k holds no feature cache: make it with "
+        "`hierspeech2 preprocess CORPUS "
         "--model speechsr --target-rate 24000 --out data/tiny/sr24k` (it resumes where it stopped), or set "
         "data.init_args.corpus_dir to build it before training"
     )

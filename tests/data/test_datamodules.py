@@ -129,7 +129,8 @@ def test_a_missing_cache_without_corpus_dir_is_one_line_naming_the_preprocess_co
     module = SpeechSRDataModule(str(data_dir), LOADER, target_rate=48_000)
     expected = (
         f"{data_dir} holds no feature cache: make it with `hierspeech2 preprocess CORPUS --model speechsr "
-        f"--target-rate 48000 --out {data_dir}` (it resumes where it stopped), or set data.init_args.corpus_dir "
+        f"--target-rate 48000 --out {data_dir}` (it resumes where it stopped), "
+        "or set data.init_args.corpus_dir "
         "to build it before training"
     )
     for hook in (module.prepare_data, lambda: module.setup("fit")):

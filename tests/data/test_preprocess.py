@@ -165,7 +165,7 @@ def _cli(out: Path, corpus: Path, encoder: Path, delay: float = 0.0) -> subproce
 
 
 def _kill_points(seed: int = 20261125) -> list[tuple[int, float]]:
-    """Three kill points, fixed by ``seed``: after 1, 2 or 3 items are cached, plus 0–0.9 s into the next one."""
+    """Three kill points fixed by ``seed``: after 1, 2 or 3 cached items, plus 0–0.9 s into the next."""
     rng = random.Random(seed)
     return [(items, round(rng.uniform(0.0, 0.9), 2)) for items in (1, 2, 3)]
 
@@ -243,7 +243,8 @@ def _hierspeech2(*args: str, home: Path, **env: str) -> subprocess.CompletedProc
 def test_preprocess_command_offline_says_what_to_download_in_one_line(tmp_path, corpora_dir):
     out = tmp_path / "cache"
     result = _hierspeech2(
-        "preprocess", str(corpora_dir / "mini-libritts"), "--model", "ttv", "--out", str(out), "--no-progress",
+        "preprocess", str(corpora_dir / "mini-libritts"), "--model", "ttv", "--out", str(out),
+        "--no-progress",
         home=tmp_path / "hf", HF_HUB_OFFLINE="1",
     )  # fmt: skip
     assert result.returncode == 1
@@ -262,7 +263,8 @@ def test_preprocess_command_prints_its_summary_once(tmp_path, corpora_dir):
     out = tmp_path / "sr"
     result = _hierspeech2(
         "preprocess", str(corpora_dir / "mini-libritts"), "--model", "speechsr", "--target-rate", "24000",
-        "--subsets", "dev-clean", "--out", str(out), "--num-workers", "0", "--no-progress", home=tmp_path / "hf",
+        "--subsets", "dev-clean", "--out", str(out), "--num-workers", "0", "--no-progress",
+        home=tmp_path / "hf",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summaries = [line for line in result.stderr.splitlines() if line.startswith(f"{out}:")]

@@ -66,7 +66,7 @@ def test_batches_group_similar_lengths_and_reshuffle_per_epoch():
 
 
 def test_lightning_injects_its_distributed_sampler():
-    """Lightning re-creates a BatchSampler subclass with a DistributedSampler (use_distributed_sampler=True)."""
+    """Lightning re-creates a BatchSampler subclass with a DistributedSampler (use_distributed_sampler)."""
     from lightning.fabric.utilities.data import _replace_dunder_methods
     from lightning.pytorch.utilities.data import _update_dataloader
 

@@ -48,7 +48,8 @@ class Fuzz:
 
 
 def expect_finite_or_error(call: Callable[[], Any]) -> Any:
-    """``call()``'s result, checked finite; None when it raised a :class:`HierSpeechError` with a usable message."""
+    """``call()``'s result, checked finite; None when it raised a :class:`HierSpeechError` with a
+    usable message."""
     try:
         result = call()
     except HierSpeechError as error:

@@ -26,9 +26,10 @@ from hierspeech2.pitch import yaapt
 FORMATS = [
     ("WAV", "PCM_U8", "wav"), ("WAV", "PCM_16", "wav"), ("WAV", "PCM_24", "wav"), ("WAV", "PCM_32", "wav"),
     ("WAV", "FLOAT", "wav"), ("WAV", "DOUBLE", "wav"), ("WAV", "ULAW", "wav"), ("WAV", "IMA_ADPCM", "wav"),
-    ("WAV", "MS_ADPCM", "wav"), ("RF64", "PCM_16", "wav"), ("W64", "FLOAT", "w64"), ("FLAC", "PCM_S8", "flac"),
-    ("FLAC", "PCM_24", "flac"), ("OGG", "VORBIS", "ogg"), ("OGG", "OPUS", "opus"), ("AIFF", "PCM_16", "aiff"),
-    ("AIFF", "FLOAT", "aiff"), ("AU", "ALAW", "au"), ("CAF", "ALAC_16", "caf"), ("MP3", "MPEG_LAYER_III", "mp3"),
+    ("WAV", "MS_ADPCM", "wav"), ("RF64", "PCM_16", "wav"), ("W64", "FLOAT", "w64"),
+    ("FLAC", "PCM_S8", "flac"), ("FLAC", "PCM_24", "flac"), ("OGG", "VORBIS", "ogg"), ("OGG", "OPUS", "opus"),
+    ("AIFF", "PCM_16", "aiff"), ("AIFF", "FLOAT", "aiff"), ("AU", "ALAW", "au"), ("CAF", "ALAC_16", "caf"),
+    ("MP3", "MPEG_LAYER_III", "mp3"),
 ]  # fmt: skip
 FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 RATES = st.one_of(
@@ -104,7 +105,8 @@ def test_read_audio_on_arbitrary_bytes(fuzz, tmp_path) -> None:
 
     fuzz.run(
         "read_audio(bytes)", body, default=100, long=1_500,
-        header=headers, payload=st.binary(max_size=1_024), extension=st.sampled_from(["wav", "flac", "ogg", "bin", ""]),
+        header=headers, payload=st.binary(max_size=1_024),
+        extension=st.sampled_from(["wav", "flac", "ogg", "bin", ""]),
     )  # fmt: skip
 
 
@@ -194,7 +196,8 @@ def test_yaapt_on_hostile_waveforms(fuzz) -> None:
     fuzz.run(
         "yaapt", body, default=30, long=600,
         signal=waveforms(), variant=st.sampled_from(["inference", "training"]),
-        sample_rate=st.sampled_from([16_000, 16_000, 8_000, 22_050, 4_000, 1_000]), batch=st.sampled_from([0, 0, 2]),
+        sample_rate=st.sampled_from([16_000, 16_000, 8_000, 22_050, 4_000, 1_000]),
+        batch=st.sampled_from([0, 0, 2]),
     )  # fmt: skip
 
 

@@ -59,7 +59,8 @@ SAFETENSORS_DTYPES = [
 
 @st.composite
 def mutated_state(draw) -> object:
-    """The tiny official state dict with keys dropped/added/renamed, shapes/dtypes changed, NaN injected, re-wrapped."""
+    """The tiny official state dict with keys dropped/added/renamed, shapes/dtypes changed, NaN injected,
+    re-wrapped."""
     state = {key: value.clone() for key, value in OFFICIAL.items()}
     keys = sorted(state)
     for _ in range(draw(st.integers(0, 3))):

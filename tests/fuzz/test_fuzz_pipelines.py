@@ -73,7 +73,8 @@ def models():
 
 @st.composite
 def waveforms(draw, min_seconds: float = 0.0, max_seconds: float = 1.5):
-    """(audio, rate): usable audio of odd content three times in four, else anything (shape, rate, NaN, 1e37 …).
+    """(audio, rate): usable audio of odd content three times in four, else anything (shape, rate, NaN,
+    1e37 …).
 
     Usable: a standard rate from 8 to 192 kHz, ``min_seconds``–``max_seconds`` long, mono or
     ``[C, N]``, float32/64, any of :data:`USABLE_KINDS`. Hostile: also 0–1279 samples, any integer
@@ -99,10 +100,14 @@ def waveforms(draw, min_seconds: float = 0.0, max_seconds: float = 1.5):
     t = np.arange(length) / rate
     data = {
         "noise": lambda: rng.normal(0, 0.3, (channels, length)),
-        "speechlike": lambda: np.tile(0.4 * np.sin(2 * np.pi * 140 * t) * (1 + np.sin(2 * np.pi * 4 * t)), (channels, 1)),
+        "speechlike": lambda: np.tile(
+            0.4 * np.sin(2 * np.pi * 140 * t) * (1 + np.sin(2 * np.pi * 4 * t)), (channels, 1)
+        ),
         "silence": lambda: np.zeros((channels, length)),
         "dc": lambda: np.full((channels, length), draw(st.floats(-1, 1))),
-        "clipped": lambda: np.clip(rng.normal(0, 4, (channels, length)), -draw(st.sampled_from([1.0, 8.0])), 8.0),
+        "clipped": lambda: np.clip(
+            rng.normal(0, 4, (channels, length)), -draw(st.sampled_from([1.0, 8.0])), 8.0
+        ),
         "tiny": lambda: rng.normal(0, 1e-30, (channels, length)),
         "loud": lambda: rng.normal(0, 1, (channels, length)) * 100,
         "huge": lambda: rng.normal(0, 1, (channels, length)) * 1e37,
@@ -146,7 +151,8 @@ def _quietly(call):
 def test_voice_conversion_on_hostile_audio_and_settings(fuzz, models) -> None:
     pipelines = {
         rate: VoiceConversion(
-            models["backbone"], models["encoder"], speechsr, output_rate=rate, f0_extractor=tiny_models.energy_f0
+            models["backbone"], models["encoder"], speechsr, output_rate=rate,
+            f0_extractor=tiny_models.energy_f0,
         )
         for rate, speechsr in ((16_000, None), (24_000, models["sr24"]), (48_000, models["sr48"]))
     }  # fmt: skip
@@ -166,7 +172,8 @@ def test_voice_conversion_on_hostile_audio_and_settings(fuzz, models) -> None:
 
     fuzz.run(
         "VoiceConversion", body, default=25, long=400,
-        source=waveforms(0.0, 1.5), target=waveforms(0.5, 1.5), output_rate=st.sampled_from([16_000, 24_000, 48_000]),
+        source=waveforms(0.0, 1.5), target=waveforms(0.5, 1.5),
+        output_rate=st.sampled_from([16_000, 24_000, 48_000]),
         noise_scale=SCALES, denoise_ratio=RATIOS, seed=st.integers(0, 3),
     )  # fmt: skip
     assert outcomes["audio"] >= MIN_AUDIO_SHARE * sum(outcomes.values()), outcomes

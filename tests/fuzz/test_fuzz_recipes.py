@@ -35,8 +35,8 @@ WRONG_VALUES = [
     None, "abc", "", -1, 0, 1e30, -0.5, True, [], {}, [1, 2], {"x": 1}, "1e-3", math.nan, math.inf, [[]],
 ]  # fmt: skip
 WRONG_CLASS_PATHS = [
-    "os.system", "hierspeech2.tasks.Nope", "builtins.dict", "", "torch.nn.Linear", "hierspeech2.models.SpeechSR",
-    "lightning.pytorch.callbacks.EarlyStopping", "nonexistent_module.Thing",
+    "os.system", "hierspeech2.tasks.Nope", "builtins.dict", "", "torch.nn.Linear",
+    "hierspeech2.models.SpeechSR", "lightning.pytorch.callbacks.EarlyStopping", "nonexistent_module.Thing",
 ]  # fmt: skip
 
 
@@ -66,7 +66,8 @@ def parent_of(document: Any, path: tuple) -> Any:
 
 @st.composite
 def mutated_recipes(draw) -> tuple[str, dict]:
-    """(recipe name, document) with 1–3 mutations: a key deleted, a wrong value, an extra key, a wrong class."""
+    """(recipe name, document) with 1–3 mutations: a key deleted, a wrong value, an extra key, a wrong
+    class."""
     name = draw(st.sampled_from(sorted(TINY_RECIPES)))
     document = copy.deepcopy(TINY_RECIPES[name])
     for _ in range(draw(st.integers(1, 3))):
@@ -149,8 +150,9 @@ def _synthetic(document: dict, name: str, root: Path) -> dict:
         steps = 2
     document["data"] = data
     document["trainer"] = {
-        "accelerator": "cpu", "devices": 1, "max_steps": steps, "logger": False, "enable_checkpointing": False,
-        "enable_progress_bar": False, "enable_model_summary": False, "limit_val_batches": 0,
+        "accelerator": "cpu", "devices": 1, "max_steps": steps, "logger": False,
+        "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False,
+        "limit_val_batches": 0,
         "num_sanity_val_steps": 0, "default_root_dir": str(root),
     }  # fmt: skip
     return document
@@ -186,7 +188,9 @@ def test_training_cli_fits_or_refuses_mutated_task_settings(fuzz, tmp_path) -> N
     fuzz.run(
         "training CLI (fit mutated settings)", body, default=10, long=100,
         name=st.sampled_from(["ttv", "speechsr24k"]), setting=TASK_SETTINGS,
-        value=st.sampled_from([-1, 0, 0.5, 2, -1e-3, 1e9, math.nan, math.inf, [0.8, 0.99], [2.0, -1.0], None, "x"]),
+        value=st.sampled_from(
+            [-1, 0, 0.5, 2, -1e-3, 1e9, math.nan, math.inf, [0.8, 0.99], [2.0, -1.0], None, "x"]
+        ),
     )  # fmt: skip
     assert outcomes["trained"] and outcomes["refused"], outcomes
 
@@ -195,7 +199,8 @@ def test_training_cli_fits_or_refuses_mutated_task_settings(fuzz, tmp_path) -> N
     ("setting", "value", "words"),
     [("optimizer.learning_rate", -1.0, "learning_rate must be > 0"),
      ("optimizer.lr_decay", 0.0, "lr_decay must be in"),
-     ("optimizer.betas", [2.0, 0.99], "betas must be two numbers"), ("pitch_window", 0, "pitch_window must be"),
+     ("optimizer.betas", [2.0, 0.99], "betas must be two numbers"),
+     ("pitch_window", 0, "pitch_window must be"),
      ("kl_weight", None, "loss weights must be finite numbers >= 0"),
      ("ctc_weight", math.nan, "loss weights must be finite numbers >= 0")],
 )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Fuzzing registry validation: malformed ``checkpoints.yaml`` entries give a ``RegistryError`` naming the field."""
+"""Fuzzing registry validation: malformed ``checkpoints.yaml`` entries give a ``RegistryError``
+naming the field."""
 
 from __future__ import annotations
 
@@ -24,12 +25,18 @@ VALID = {
             "family": "backbone", "description": "d", "license": "MIT", "format": "native",
             "source": {"repo_id": "owner/repo", "filename": "x/model.safetensors"}, "sha256": SHA, "size": 1,
         },
-        "mms": {"family": "mms", "description": "d", "license": "CC", "format": "transformers", "source": {"repo_id": "facebook/mms-300m"}},
+        "mms": {
+            "family": "mms", "description": "d", "license": "CC", "format": "transformers",
+            "source": {"repo_id": "facebook/mms-300m"},
+        },
         "ttv": {
             "family": "ttv", "description": "d", "license": "MIT", "format": "official",
             "source": {"repo_id": "o/r", "filename": "ttv.pth"}, "sha256": SHA, "size": 3,
         },
-        "tts": {"family": "tts", "description": "d", "license": "MIT", "components": {"ttv": "ttv", "backbone": "bb", "speechsr": "sr"}},
+        "tts": {
+            "family": "tts", "description": "d", "license": "MIT",
+            "components": {"ttv": "ttv", "backbone": "bb", "speechsr": "sr"},
+        },
     },
 }  # fmt: skip
 
@@ -48,9 +55,10 @@ yaml_values = st.recursive(
 )
 PATHS = [
     (), ("models",), ("schema_version",), ("models", "sr"), ("models", "tts", "components"),
-    ("models", "tts", "components", "ttv"), ("models", "sr", "source"), ("models", "sr", "source", "filename"),
-    ("models", "sr", "source", "repo_id"), ("models", "sr", "sha256"), ("models", "sr", "size"),
-    ("models", "sr", "format"), ("models", "sr", "family"), ("models", "sr", "config"), ("models", "bb", "source", "filename"),
+    ("models", "tts", "components", "ttv"), ("models", "sr", "source"),
+    ("models", "sr", "source", "filename"), ("models", "sr", "source", "repo_id"),
+    ("models", "sr", "sha256"), ("models", "sr", "size"), ("models", "sr", "format"),
+    ("models", "sr", "family"), ("models", "sr", "config"), ("models", "bb", "source", "filename"),
     ("models", "mms", "source"), ("models", "tts", "family"), ("models", "ttv", "description"),
 ]  # fmt: skip
 
@@ -103,7 +111,10 @@ def test_registry_from_file_on_arbitrary_text(fuzz, tmp_path) -> None:
 
     fuzz.run(
         "Registry.from_file", body, default=100, long=1_000,
-        text=st.one_of(st.text(max_size=200), st.sampled_from(["models: [", "{", "!!python/object:os.system {}", "a: *b", "\t-"])),
+        text=st.one_of(
+            st.text(max_size=200),
+            st.sampled_from(["models: [", "{", "!!python/object:os.system {}", "a: *b", "\t-"]),
+        ),
         cut=st.one_of(st.none(), st.integers(0, len(valid_text))),
     )  # fmt: skip
 

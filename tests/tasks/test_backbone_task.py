@@ -105,7 +105,7 @@ class SyntheticBackboneDataset(Dataset):
 
 
 class SyntheticBackboneData(pl.LightningDataModule):
-    """Loads :class:`SyntheticBackboneDataset` into :class:`BackboneBatch` batches (importable by class path)."""
+    """Loads :class:`SyntheticBackboneDataset` into :class:`BackboneBatch` batches (importable by path)."""
 
     def __init__(
         self, batch_size: int = 4, size: int = 8, frames: int = FRAMES, seed: int = 0, ragged: bool = True
@@ -322,7 +322,7 @@ def test_one_batch_overfit(encoder) -> None:
 
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory) -> dict[str, str]:
-    """A backbone cache of the shared mini LibriTTS made with the tiny MMS stand-in, and that encoder's folder."""
+    """A backbone cache of the shared mini LibriTTS made with the tiny MMS stand-in, and its folder."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared mini corpora not found at {SHARED_DATA} (clone the project next to ../shared)")
     from hierspeech2.data.corpora import read_corpus
@@ -461,8 +461,10 @@ def test_finetune_from_an_official_checkpoint_through_the_registry(tmp_path, loo
     torch.save({"model": released.official_state_dict(), "iteration": 1}, path)  # the authors' layout
     data_bytes = path.read_bytes()
     loopback_hub.add_file("someone/tiny-backbone", "G_tiny.pth", path)
-    config = {key: [list(v) if isinstance(v, tuple) else v for v in value] if isinstance(value, tuple) else value
-              for key, value in TINY.items()}  # fmt: skip
+    config = {
+        key: [list(v) if isinstance(v, tuple) else v for v in value] if isinstance(value, tuple) else value
+        for key, value in TINY.items()
+    }
     registry = {
         "schema_version": 1,
         "models": {

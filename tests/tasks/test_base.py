@@ -1,4 +1,4 @@
-"""What the tasks share: the optimizer config, hyper-parameters in checkpoints, RNG states, DDP for GAN tasks."""
+"""What the tasks share: optimizer config, hyper-parameters in checkpoints, RNG states, DDP for GANs."""
 
 from __future__ import annotations
 
@@ -40,7 +40,10 @@ TINY_TTV_RECIPE = {
     "model": {
         "class_path": "hierspeech2.tasks.TTVTask",
         "init_args": {
-            "model": {"class_path": "hierspeech2.models.TextToVec", "init_args": json.loads(json.dumps(TINY_TTV))},
+            "model": {
+                "class_path": "hierspeech2.models.TextToVec",
+                "init_args": json.loads(json.dumps(TINY_TTV)),
+            },
             "optimizer": {"learning_rate": 2e-3},
             "pitch_window": 8,
         },
@@ -63,7 +66,8 @@ TINY_SR_RECIPE = {
         },
     },
     "data": {"class_path": "hierspeech2.tasks.synthetic.SyntheticSpeechSRDataModule",
-             "init_args": {"batch_size": 1, "train_size": 1, "val_size": 1, "segment": 4800, "output_rate": 24000}},
+             "init_args": {"batch_size": 1, "train_size": 1, "val_size": 1, "segment": 4800,
+                           "output_rate": 24000}},
     "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
                 "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint"}]},
 }  # fmt: skip
@@ -269,11 +273,13 @@ def trainer_strategies(monkeypatch) -> list:
          ["ddp_find_unused_parameters_true"], DDPStrategy),
         (TINY_SR_RECIPE, ["--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"],
          ["ddp_spawn_find_unused_parameters_true"], DDPStrategy),
-        (TINY_SR_RECIPE, ["--trainer.devices", "2"], ["auto", "ddp_find_unused_parameters_true"], DDPStrategy),
+        (TINY_SR_RECIPE, ["--trainer.devices", "2"],
+         ["auto", "ddp_find_unused_parameters_true"], DDPStrategy),
         (TINY_SR_RECIPE, ["--trainer.devices", "2", "--trainer.strategy", "ddp_find_unused_parameters_false"],
          ["ddp_find_unused_parameters_false"], DDPStrategy),
         (TINY_SR_RECIPE, ["--trainer.devices", "1"], ["auto"], SingleDeviceStrategy),
-        (TINY_TTV_RECIPE, ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"],
+        (TINY_TTV_RECIPE,
+         ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"],
          ["ddp"], DDPStrategy),
     ],
     ids=["ddp", "ddp_spawn", "auto-ddp", "explicit-false", "auto-single", "not-gan"],

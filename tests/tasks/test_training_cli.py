@@ -53,9 +53,11 @@ def test_fit_tiny_ttv_recipe_then_export_and_load(tmp_path, caches) -> None:
     # the stand-in MMS of the test cache has 32 channels (MMS-300m: 1024)
     result = lightning(
         "fit", "-c", str(RECIPES / "tiny" / "ttv.yaml"),
-        "--data.init_args.data_dir", caches["ttv"], "--model.init_args.model.init_args.semantic_channels", "32",
+        "--data.init_args.data_dir", caches["ttv"],
+        "--model.init_args.model.init_args.semantic_channels", "32",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-        "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.logger.init_args.name", "lightning_logs",
+        "--trainer.logger.init_args.save_dir", str(tmp_path),
+        "--trainer.logger.init_args.name", "lightning_logs",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoints = sorted(tmp_path.glob("lightning_logs/version_0/checkpoints/*.ckpt"))

@@ -131,7 +131,10 @@ def energy_f0(wav: torch.Tensor) -> torch.Tensor:
 
 
 def shared_corpus_caches(corpora, out) -> dict[str, str]:
-    """Feature caches of the shared mini corpora for the tiny recipes: ``ttv`` (32-channel stand-in MMS), ``sr24k``, ``sr48k``."""
+    """Feature caches of the shared mini corpora for the tiny recipes.
+
+    Keys: ``ttv`` (32-channel stand-in MMS), ``sr24k``, ``sr48k``.
+    """
     from hierspeech2.data.corpora import read_corpus
     from hierspeech2.data.features import SemanticFeatures
     from hierspeech2.data.preprocess import preprocess
