@@ -7,6 +7,7 @@ and the built-in type a caller would expect (``ValueError``, ``FileNotFoundError
 from __future__ import annotations
 
 import errno
+from collections import Counter
 
 
 class HierSpeechError(Exception):
@@ -23,6 +24,14 @@ class AudioFileNotFoundError(AudioError, FileNotFoundError):
 
 class TextError(HierSpeechError, ValueError):
     """Text that yields no usable phonemes."""
+
+
+class MissingSymbolsError(TextError):
+    """Phonemes of a text that the model's symbol table cannot write; ``missing`` counts each one."""
+
+    def __init__(self, message: str, missing: Counter[str]) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class CheckpointError(HierSpeechError, ValueError):

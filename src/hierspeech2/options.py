@@ -21,6 +21,7 @@ from .constants import OUTPUT_RATES
 from .errors import SettingError
 
 __all__ = [
+    "DEFAULT_LANGUAGE",
     "DEFAULT_NOISE_SCALE",
     "OFFICIAL_DENOISE_RATIO",
     "SCALE_NORMS",
@@ -43,6 +44,8 @@ A test keeps the two equal.
 """
 MAX_PIECE_CHARS = 200
 """Longest text piece for one TTV call: the official scripts' practical limit."""
+DEFAULT_LANGUAGE = "en"
+"""The language of the released text-to-vec model (English, as espeak-ng's ``en-us``)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,9 @@ class TextToSpeechOptions(_PipelineOptions):
         scale_norm: as :class:`VoiceConversionOptions`.
         max_piece_chars: longest text piece for one TTV call.
         batch_size: text pieces per TTV call.
+        language: language of the text, a code espeak-ng speaks (``en``, ``es``, ``fr-FR``, ``ko``);
+            the model's symbol table must be able to write its phonemes (the released
+            text-to-vec model: English).
     """
 
     CALL_FIELDS: ClassVar[tuple[str, ...]] = (
@@ -161,6 +167,7 @@ class TextToSpeechOptions(_PipelineOptions):
         "noise_scale_w",
         "length_scale",
         "denoise_ratio",
+        "language",
     )
 
     output_rate: int | None = None
@@ -172,10 +179,15 @@ class TextToSpeechOptions(_PipelineOptions):
     scale_norm: ScaleNorm = "max"
     max_piece_chars: int = MAX_PIECE_CHARS
     batch_size: int = 8
+    language: str = DEFAULT_LANGUAGE
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_int("max_piece_chars", self.max_piece_chars, minimum=1)
+        if not isinstance(self.language, str) or not self.language.strip():
+            raise SettingError(
+                f"language must be a language code such as 'en' or 'es', got {self.language!r}"
+            )
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

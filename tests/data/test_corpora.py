@@ -86,6 +86,11 @@ def test_espeak_voice():
     assert espeak_voice("pt_BR") == "pt-br"
     assert espeak_voice(None) == "en-us"
     assert espeak_voice("ko") == "ko"
+    assert espeak_voice("fr") == "fr-fr"  # refused as "not supported" before the text front end knew codes
+    assert espeak_voice("fr-FR") == "fr-fr"
+    assert espeak_voice("kor") == "ko"
+    # a code espeak-ng has no voice for stays as written: backbone and SpeechSR corpora need no text
+    assert espeak_voice("XYZ_ab") == "xyz-ab"
 
 
 def test_split_long_utterances_cuts_untranscribed_files_only(corpora_dir):

@@ -21,6 +21,7 @@ EPILOG = (
   hierspeech2 tts "Hello there." --prompt voice.wav -o hello.wav        # hierspeech2-tts from the Hub
   hierspeech2 tts --text-file chapter1.txt --prompt voice.wav -o chapter1.flac   # any length
   hierspeech2 tts --batch jobs.tsv --batch-size 8                       # rows: text<TAB>prompt<TAB>output
+  hierspeech2 tts "Hola, ¿qué tal?" --language es --prompt voice.wav -o hola.wav --ttv ./ttv-es
   hierspeech2 tts "Hello there." --prompt voice.wav -o hello.wav \\
       --ttv ttv_lt960_ckpt.pth --backbone hierspeechpp_v1.1_ckpt.pth
 
@@ -34,7 +35,7 @@ characters, spoken with one prompt encoding and joined with short pauses.
 def add_parser(commands: Any, name: str) -> None:
     """Add the ``tts`` parser to ``commands`` (argparse's subparsers)."""
     tts = common.add_command(commands, name, SUMMARY, EPILOG)
-    tts.add_argument("text", nargs="?", help="text to speak (English, any length)")
+    tts.add_argument("text", nargs="?", help="text to speak (any length, in --language)")
     tts.add_argument("--text-file", type=Path, default=None, help="UTF-8 text file to speak instead of TEXT")
     tts.add_argument("--batch", type=Path, default=None, help="TSV of jobs: text, prompt, output")
     tts.add_argument("--prompt", type=Path, default=None, help="voice/prosody prompt audio")
@@ -52,6 +53,14 @@ def add_parser(commands: Any, name: str) -> None:
     ):
         default = TextToSpeechOptions.default(field)
         tts.add_argument(flag, type=float, default=default, help=f"{what} (default: {default})")
+    language = TextToSpeechOptions.default("language")
+    tts.add_argument(
+        "--language",
+        default=language,
+        help="language of the text: an ISO 639 or BCP-47 code espeak-ng speaks (es, fr-FR, pt-BR, ko); "
+        f"the text-to-vec model's symbol table must write its phonemes (released model: English; "
+        f"default: {language})",
+    )
     max_chars = TextToSpeechOptions.default("max_piece_chars")
     tts.add_argument(
         "--max-chars",
@@ -80,6 +89,13 @@ def _check_usage(args: argparse.Namespace) -> None:
     if args.batch is not None and (args.prompt is not None or args.output is not None):
         raise common.UsageError("--batch takes its prompts and outputs from the file; drop --prompt/-o")
     synthesis.check_synthesis_usage(args)
+    from ..errors import TextError
+    from ..text.languages import espeak_voice
+
+    try:
+        espeak_voice(args.language)
+    except TextError as error:
+        raise common.UsageError(f"--language: {error}") from None
 
 
 def _read_text(path: Path) -> str:

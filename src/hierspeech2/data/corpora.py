@@ -18,6 +18,8 @@ from typing import Literal
 
 import soundfile as sf
 
+from hierspeech2.errors import TextError
+
 __all__ = [
     "CorpusKind",
     "Utterance",
@@ -33,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 CorpusKind = Literal["libritts", "librilight", "manifest"]
 DEFAULT_LANGUAGE = "en-us"  # espeak-ng voice of the released English models
-# Two-letter codes that espeak-ng knows under a regional name; other codes go to espeak-ng as given.
-ESPEAK_VOICES = {"en": "en-us", "pt": "pt-br", "zh": "cmn"}
 MANIFEST_COLUMNS = ("path", "text", "speaker", "language")
 # the manifest file a corpus folder may stand for
 MANIFEST_NAMES = ("manifest.tsv", "manifest.jsonl", "manifest.csv", "manifest.json")
@@ -63,11 +63,20 @@ class Utterance:
 
 
 def espeak_voice(language: str | None) -> str:
-    """Manifest language code → espeak-ng voice (``en`` → ``en-us``; others unchanged, lowercased)."""
+    """Manifest language code → espeak-ng voice (``en`` → ``en-us``, ``fr-FR`` → ``fr-fr``, ``kor`` → ``ko``).
+
+    The mapping is :func:`hierspeech2.text.languages.espeak_voice`. A code espeak-ng has no voice for
+    is kept as written (lowercased): the backbone and SpeechSR need no text, and preprocessing for
+    the text-to-vec model reports such utterances with the closest codes espeak-ng has.
+    """
     if not language:
         return DEFAULT_LANGUAGE
-    code = language.strip().lower().replace("_", "-")
-    return ESPEAK_VOICES.get(code, code)
+    from hierspeech2.text.languages import espeak_voice as voice_of
+
+    try:
+        return voice_of(language)
+    except (TextError, RuntimeError):  # unknown code, or espeak-ng not installed
+        return language.strip().lower().replace("_", "-")
 
 
 def audio_duration(path: str | os.PathLike) -> float | None:

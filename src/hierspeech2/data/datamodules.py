@@ -56,6 +56,7 @@ from hierspeech2.data.preprocess import DEFAULT_MAX_SECONDS, build_cache
 from hierspeech2.data.samplers import BucketBatchSampler
 from hierspeech2.data.streaming import is_streaming_dataset
 from hierspeech2.errors import DataNotFoundError, SettingError
+from hierspeech2.text.tables import SYMBOLS_FILE, read_symbols
 
 MMS_REPO_ID = "facebook/mms-300m"  # the semantic encoder of the released models (hidden state 7)
 
@@ -379,7 +380,10 @@ class TTVDataModule(_SemanticCacheSettings, _FeatureDataModule):
 
     Defaults follow ``ttv_libritts_v1``: the official rules keep 32–600 frames, 1–200 phonemes,
     no more tokens than frames and at least one voiced F0 frame. ``loader`` sets batches, workers
-    and the validation split (:class:`LoaderOptions`).
+    and the validation split (:class:`LoaderOptions`). A cache built from ``corpus_dir`` maps text
+    to ids of ``symbols`` (a ``symbols.json``; default: the released table), extended by the
+    corpus's missing phonemes with ``extend_symbols``; the task checks that its model reads the
+    table the cache was made with (:attr:`symbol_table`).
     """
 
     collate = staticmethod(collate_ttv)
@@ -398,12 +402,16 @@ class TTVDataModule(_SemanticCacheSettings, _FeatureDataModule):
         semantic_encoder: str | nn.Module = MMS_REPO_ID,
         semantic_layer: int = SEMANTIC_LAYER,
         f0_extractor: str = "yaapt",
+        symbols: str | None = None,
+        extend_symbols: bool = False,
     ) -> None:
         super().__init__(data_dir, loader, val_dir, corpus_dir)
         self._save_settings("semantic_encoder")
         self.semantic_encoder = semantic_encoder
         self.semantic_layer = semantic_layer
         self.f0_extractor = f0_extractor
+        self.symbols = symbols
+        self.extend_symbols = extend_symbols
         self.keep = UtteranceFilter(
             min_frames=min_frames,
             max_frames=max_frames,
@@ -413,6 +421,29 @@ class TTVDataModule(_SemanticCacheSettings, _FeatureDataModule):
 
     def _examples(self, training: bool) -> Callable[[dict], dict]:
         return TTVExamples()
+
+    def _preprocess_options(self) -> dict[str, Any]:
+        return super()._preprocess_options() | {
+            "symbols": self.symbols,
+            "extend_symbols": self.extend_symbols,
+        }
+
+    def _preprocess_command(self) -> str:
+        command = super()._preprocess_command()
+        command += f" --symbols {self.symbols}" if self.symbols else ""
+        return command + (" --extend-symbols" if self.extend_symbols else "")
+
+    @property
+    def symbol_table(self) -> tuple[str, ...] | None:
+        """The symbol table the cache's tokens index (its ``symbols.json``); None when unknown.
+
+        A cache made before tables were recorded, or a streaming dataset, has none: its tokens index
+        the released table.
+        """
+        if self.streaming:
+            return None
+        path = FeatureCache(self.data_dir).root / SYMBOLS_FILE
+        return read_symbols(path) if path.is_file() else None
 
     def _cached_dataset(self, cache: FeatureCache, records: list[CacheRecord], training: bool) -> TTVDataset:
         return TTVDataset(cache, records, keep=self.keep)

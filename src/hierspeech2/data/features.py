@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -119,8 +120,13 @@ def prepare_utterance(
     model: ModelKind,
     f0_extractor: str | Callable[[Tensor], Tensor] = "yaapt",
     target_rate: int = 48_000,
+    symbols: tuple[str, ...] | None = None,
 ) -> PreparedUtterance:
     """Decode, resample and run the CPU features of one utterance; raises :class:`UnusableUtterance`.
+
+    ``model="ttv"`` maps the transcript to ids of ``symbols`` (None: the released table); phonemes
+    outside it are dropped without a warning here, since preprocessing reports them once for the
+    corpus (:mod:`hierspeech2.data.symbol_survey`).
 
     ``model="speechsr"`` keeps the audio at ``target_rate`` (no F0 or tokens) and rejects sources
     recorded below it: upsampled audio would teach the model to invent nothing.
@@ -174,7 +180,10 @@ def prepare_utterance(
         from hierspeech2.text import text_to_tokens
 
         try:
-            prepared.tokens = text_to_tokens(utterance.text, utterance.language).numpy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tokens = text_to_tokens(utterance.text, utterance.language, symbols, on_unknown="drop")
+            prepared.tokens = tokens.numpy()
         except (TextError, RuntimeError) as error:
             raise UnusableUtterance(f"no phonemes for {utterance.text!r}: {error}") from error
     return prepared
@@ -237,7 +246,12 @@ class SemanticFeatures:
 
 
 def make_prepare(
-    model: ModelKind, f0_extractor: str | Callable[[Tensor], Tensor], target_rate: int
+    model: ModelKind,
+    f0_extractor: str | Callable[[Tensor], Tensor],
+    target_rate: int,
+    symbols: tuple[str, ...] | None = None,
 ) -> Callable[[Utterance], PreparedUtterance]:
     """``prepare_utterance`` with the run's settings bound (picklable when ``f0_extractor`` is)."""
-    return partial(prepare_utterance, model=model, f0_extractor=f0_extractor, target_rate=target_rate)
+    return partial(
+        prepare_utterance, model=model, f0_extractor=f0_extractor, target_rate=target_rate, symbols=symbols
+    )

@@ -40,7 +40,10 @@ from hierspeech2.data.features import (
     UnusableUtterance,
     make_prepare,
 )
+from hierspeech2.data.symbol_survey import SymbolSurvey, survey_symbols
 from hierspeech2.errors import DataNotFoundError, OutputError
+from hierspeech2.text.symbols import SYMBOLS
+from hierspeech2.text.tables import resolve_symbols, write_symbols
 
 __all__ = ["PreprocessReport", "add_preprocess_parser", "build_cache", "main", "preprocess", "run_preprocess"]
 
@@ -55,7 +58,12 @@ IN_FLIGHT_PER_WORKER = (
 
 @dataclass(frozen=True)
 class PreprocessReport:
-    """What a run did. ``cached``/``skipped`` count the whole cache, ``processed`` this run only."""
+    """What a run did. ``cached``/``skipped`` count the whole cache, ``processed`` this run only.
+
+    For the text-to-vec model, ``symbols`` is the table the tokens index and ``missing_symbols``
+    counts the corpus's phonemes outside the base table (added to ``symbols`` with
+    ``extend_symbols``, dropped otherwise).
+    """
 
     total: int
     cached: int
@@ -64,6 +72,8 @@ class PreprocessReport:
     skipped_now: int
     seconds: float
     cache_dir: Path
+    symbols: tuple[str, ...] | None = None
+    missing_symbols: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def utterances_per_second(self) -> float:
@@ -132,12 +142,19 @@ def preprocess(
     mp_context: str | None = None,
     retry_skipped: bool = False,
     progress: bool = True,
+    symbols: Sequence[str] | str | os.PathLike | None = None,
+    extend_symbols: bool = False,
 ) -> PreprocessReport:
     """Write the feature cache of ``utterances`` to ``out`` (resuming what is there) and its manifest.
 
     ``semantic`` computes the MMS features (default: ``facebook/mms-300m`` layer 7 on CPU); not used
     for ``model="speechsr"``. ``num_workers=0`` runs everything in this process; ``mp_context`` is
     the workers' start method (None: the platform default, as torch's DataLoader).
+
+    ``model="ttv"``: transcripts become ids of ``symbols`` (a table, a ``symbols.json`` path, or
+    None for the released table). Phonemes outside it are reported once for the corpus; with
+    ``extend_symbols`` the table is extended by them instead. The table used is written to the
+    cache as ``symbols.json``: train a model with it (``TextToVec(symbols=...)``).
     """
     if model not in MODEL_KINDS:
         raise ValueError(f"unknown model {model!r}; use one of {MODEL_KINDS}")
@@ -158,13 +175,20 @@ def preprocess(
             )
         else:
             config.update(sample_rate=target_rate)
+        table = None
+        if model == "ttv":
+            table, survey = _symbol_table(utterances, symbols, extend_symbols, progress)
+            if table != SYMBOLS:
+                config["symbols"] = list(table)
         cache.check_or_write_config(config)
+        if table is not None:
+            write_symbols(cache.root, table)
         removed = cache.remove_stale_temporaries()
         if removed:
             logger.info("removed %d temporary files left by an interrupted run", removed)
         todo = _pending(cache, utterances, retry_skipped)
 
-        prepare = make_prepare(model, f0_extractor, target_rate)
+        prepare = make_prepare(model, f0_extractor, target_rate, table)
         processed = skipped_now = 0
         bar = tqdm(
             total=len(utterances),
@@ -197,6 +221,8 @@ def preprocess(
         skipped_now=skipped_now,
         seconds=time.perf_counter() - start,
         cache_dir=cache.root,
+        symbols=table,
+        missing_symbols=dict(survey.missing) if model == "ttv" else {},
     )
     logger.info(
         "%s: %d utterances cached, %d skipped (see %s); this run: %d new in %.1f s (%.2f utt/s)",
@@ -209,6 +235,34 @@ def preprocess(
         report.utterances_per_second,
     )
     return report
+
+
+def _symbol_table(
+    utterances: Sequence[Utterance],
+    symbols: Sequence[str] | str | os.PathLike | None,
+    extend: bool,
+    progress: bool,
+) -> tuple[tuple[str, ...], SymbolSurvey]:
+    """The table the cache's tokens index: ``symbols``, extended by the corpus's phonemes if asked."""
+    base = resolve_symbols(symbols)
+    survey = survey_symbols(utterances, base, progress=progress)
+    if not survey.missing:
+        return survey.table, survey
+    if extend:
+        table = survey.extended_table()
+        logger.info(
+            "%s\nextended the table by these %d symbols: %d symbols in all",
+            survey.report(),
+            len(table) - len(survey.table),
+            len(table),
+        )
+        return table, survey
+    logger.warning(
+        "%s\nthey are dropped from the tokens; run again with --extend-symbols (a new cache folder) to "
+        "write a table that has them, and train with it",
+        survey.report(),
+    )
+    return survey.table, survey
 
 
 def build_cache(
@@ -391,6 +445,18 @@ def add_preprocess_parser(subparsers) -> argparse.ArgumentParser:
         default=DEFAULT_MAX_SECONDS,
         help="cut untranscribed files longer than this into pieces (Libri-light chapters); 0 = never",
     )
+    parser.add_argument(
+        "--symbols",
+        default=None,
+        help="--model ttv: symbol table of the model to train or fine-tune (symbols.json, or a folder "
+        "holding one; default: the released 178-symbol table)",
+    )
+    parser.add_argument(
+        "--extend-symbols",
+        action="store_true",
+        help="--model ttv: add the corpus's phonemes missing from the table to it (written to "
+        "OUT/symbols.json) instead of dropping them",
+    )
     parser.add_argument("--retry-skipped", action="store_true", help="try previously skipped files again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from hierspeech2.cli import add_threads_option  # shared by every command; applied by hierspeech2.cli.main
@@ -415,6 +481,12 @@ def run_preprocess(args: argparse.Namespace) -> int:
     if not utterances:
         print(f"error: no utterances found in {args.corpus}", file=sys.stderr)
         return 1
+    if (args.symbols or args.extend_symbols) and (args.model != "ttv" or args.format == "litdata"):
+        print(
+            "error: --symbols and --extend-symbols are for --model ttv with --format cache",
+            file=sys.stderr,
+        )
+        return 2
     semantic = SemanticFeatures(
         name_or_path=args.semantic_model, layer=args.semantic_layer, device=args.device
     )
@@ -453,6 +525,8 @@ def run_preprocess(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         retry_skipped=args.retry_skipped,
         progress=not args.no_progress,
+        symbols=args.symbols,
+        extend_symbols=args.extend_symbols,
     )
     return 0
 

@@ -21,6 +21,7 @@ the objective needs, and the objective itself (weights, masking) lives in
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -38,11 +39,35 @@ from ..nn.functional import length_mask, rand_slice_segments, sample_gaussian
 from ..nn.style import StyleEncoder
 from ..nn.upsampler import Upsampler
 from ..nn.wavenet import WN
+from ..text.symbols import SYMBOLS
+from ..text.tables import resolve_symbols
 
 FRAMES_PER_SECOND = MODEL_SAMPLE_RATE // HOP_LENGTH  # semantic frames per second (50)
 # Longest output of one inference row (5 minutes); the flow attends over all frames, so memory grows with its
 # square.
 MAX_INFER_FRAMES = 5 * 60 * FRAMES_PER_SECOND
+RELEASED_VOCABULARY = len(SYMBOLS)
+# Weights with one row per symbol: they grow when the symbol table is extended.
+SYMBOL_ROW_WEIGHTS = ("text_encoder.emb.weight", "phoneme_classifier.weight")
+
+
+def _grow_rows(weight: Tensor, count: int, generator: torch.Generator | None) -> Tensor:
+    """``weight`` with ``count`` rows appended, drawn from N(mean, std²) of its rows per dimension."""
+    rows = weight.detach().flatten(1).float()
+    noise = torch.randn(count, rows.shape[1], generator=generator, device=rows.device)
+    added = rows.mean(0) + rows.std(0) * noise
+    return torch.cat([weight.detach(), added.reshape(count, *weight.shape[1:]).to(weight.dtype)])
+
+
+def _vocabulary_size(n_vocab: int | None, symbols: tuple[str, ...] | None) -> int:
+    if symbols is None:
+        return RELEASED_VOCABULARY if n_vocab is None else n_vocab
+    if n_vocab is not None and n_vocab != len(symbols):
+        raise SettingError(
+            f"n_vocab={n_vocab} but the symbol table has {len(symbols)} symbols; leave n_vocab out "
+            "to size the embedding by the table"
+        )
+    return len(symbols)
 
 
 class TextEncoder(nn.Module):
@@ -209,7 +234,7 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
 
     def __init__(
         self,
-        n_vocab: int = 178,
+        n_vocab: int | None = None,
         mel_channels: int = 80,
         semantic_channels: int = 1024,
         inter_channels: int = 256,
@@ -241,9 +266,17 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         pitch_upsample_kernel_sizes: tuple[int, ...] = (4, 4),
         pitch_resblock_kernel_sizes: tuple[int, ...] = (3, 5, 7),
         pitch_resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
+        symbols: Sequence[str] | str | None = None,
     ) -> None:
         super().__init__()
+        symbols = resolve_symbols(symbols)
+        n_vocab = _vocabulary_size(n_vocab, symbols)
         self.config = {key: value for key, value in locals().items() if key not in ("self", "__class__")}
+        self.config["symbols"] = None if symbols is None else list(symbols)
+        self.n_vocab = n_vocab
+        if isinstance(self._hub_mixin_config, dict) and symbols is not None:
+            # the table itself, not the path it was read from, travels with the weights
+            self._hub_mixin_config.update(n_vocab=n_vocab, symbols=list(symbols))
         self.style_channels = style_channels
         self.pitch_frames_per_frame = math.prod(pitch_upsample_rates)
 
@@ -309,6 +342,46 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         )
         # training-only auxiliary head: phoneme logits from the posterior latent
         self.phoneme_classifier = nn.Conv1d(inter_channels, n_vocab, 1, bias=False)
+
+    @property
+    def symbols(self) -> tuple[str, ...] | None:
+        """The symbol table the model reads (row ``i`` of the embedding is symbol ``i``).
+
+        None means the released 178-symbol table (:data:`hierspeech2.text.SYMBOLS`), which models
+        configured without ``symbols`` use; a model trained for another language carries its own.
+        """
+        symbols = self.config["symbols"]
+        return None if symbols is None else tuple(symbols)
+
+    @property
+    def symbol_table(self) -> tuple[str, ...]:
+        """:attr:`symbols`, with None resolved to the released table."""
+        return SYMBOLS if self.symbols is None else self.symbols
+
+    def grown_state_dict(
+        self, source: TextToVec, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """``source``'s weights for this model, whose symbol table extends ``source``'s.
+
+        The rows of the symbol embedding and of the phoneme classifier that ``source`` has are kept
+        bit-identical; each new row is drawn from a normal distribution with the per-dimension mean
+        and standard deviation of the existing rows, so new symbols start where the known ones live
+        (as ``transformers``' mean-resizing of token embeddings does). Everything else is copied.
+        """
+        old, new = source.symbol_table, self.symbol_table
+        if new[: len(old)] != old:
+            first = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), len(new))
+            raise SettingError(
+                f"this model's {len(new)}-symbol table does not extend the source's {len(old)}-symbol table "
+                f"(they differ at row {first}); build the table with hierspeech2.text.extend_symbols "
+                "(or preprocess --extend-symbols), which keeps the source's rows first"
+            )
+        state = source.state_dict()
+        added = len(new) - len(old)
+        if added:
+            for key in SYMBOL_ROW_WEIGHTS:
+                state[key] = _grow_rows(state[key], added, generator)
+        return state
 
     def forward(
         self,

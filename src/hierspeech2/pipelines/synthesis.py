@@ -120,12 +120,17 @@ class Synthesis(Pipeline[OptionsT]):
         options = self._call_options(settings)
         prompts = self._prompt_cache([prompt_of(job) for job in jobs], options.denoise_ratio)
         runs = start_runs(
-            jobs, run_type, self.output_rate, lambda run, job: self._prepare(run, job, prompts), raise_errors
+            jobs,
+            run_type,
+            self.output_rate,
+            lambda run, job: self._prepare(run, job, prompts, options),
+            raise_errors,
         )
         return options, runs
 
-    def _prepare(self, run: Any, job: Any, prompts: PromptCache) -> None:
-        """Set up ``run`` (reader or text pieces, sink, prompt) for ``job``; a subclass provides it."""
+    def _prepare(self, run: Any, job: Any, prompts: PromptCache, options: OptionsT) -> None:
+        """Set up ``run`` (reader or text pieces, sink, prompt) for ``job`` under the call's ``options``;
+        a subclass provides it."""
         raise NotImplementedError
 
     def _render_rows(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,11 @@ from torch import Tensor, nn
 from ..audio_stream import MemorySink
 from ..chunking import fade_in_weights
 from ..constants import F0_FRAMES_PER_HOP
-from ..errors import TextError
+from ..errors import MissingSymbolsError, TextError
 from ..models import HierSpeech2, SpeechSR, TextToVec
 from ..nn.inference import inference
 from ..options import TextToSpeechOptions
-from ..text import text_to_tokens
+from ..text import SYMBOLS, missing_symbols_message, text_to_tokens
 from ..text.segment import Piece, split_text
 from .base import option
 from .inputs import AudioInput
@@ -213,26 +214,46 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
                 bar.update(len(wave))
         return finish_runs(runs, raise_errors)
 
-    def _prepare(self, run: _SpeechRun, job: SpeechJob, prompts: PromptCache) -> None:
+    def _prepare(
+        self, run: _SpeechRun, job: SpeechJob, prompts: PromptCache, options: TextToSpeechOptions
+    ) -> None:
+        pieces = self._pieces(job.text, options.language)
         run.prompt = prompts.get(job.prompt, job.prompt_rate)
-        pieces = self._pieces(job.text)
         run.sink = make_sink(job.output, self.output_rate, self.scale_norm, self._peak_for(run.prompt))
         run.pieces, run.remaining, run.fade = pieces, len(pieces), len(pieces) > 1
 
-    def _pieces(self, text: str) -> list[tuple[Piece, Tensor]]:
+    def _tokens(self, text: str, language: str) -> Tensor:
+        return text_to_tokens(text, language, symbols=self._symbols)
+
+    @property
+    def _symbols(self) -> tuple[str, ...] | None:
+        symbols = self.ttv.symbols
+        if symbols is None and self.ttv.n_vocab != len(SYMBOLS):
+            raise TextError(
+                f"this text-to-vec model has {self.ttv.n_vocab} symbol rows and no symbol table of its own; "
+                "give it one (TextToVec(symbols=...)) to map text to its ids"
+            )
+        return symbols
+
+    def _pieces(self, text: str, language: str) -> list[tuple[Piece, Tensor]]:
         if not isinstance(text, str):
             raise TextError(f"text must be a str, got {type(text).__name__}")
         pieces = split_text(text, self.max_piece_chars)
         if len(pieces) <= 1:  # one piece: the text reaches the front end unchanged
-            return [(pieces[0] if pieces else Piece(text, 0.0), text_to_tokens(text))]
+            return [(pieces[0] if pieces else Piece(text, 0.0), self._tokens(text, language))]
         tokenised, failures = [], []
+        missing: Counter[str] = Counter()
         with warnings.catch_warnings(record=True) as dropped:
             warnings.simplefilter("always")
             for piece in pieces:
                 try:
-                    tokenised.append((piece, text_to_tokens(piece.text)))
+                    tokenised.append((piece, self._tokens(piece.text, language)))
+                except MissingSymbolsError as error:
+                    missing.update(error.missing)
                 except TextError as error:
                     failures.append(str(error))
+        if missing:  # refuse the whole text, with one count over all its pieces
+            raise MissingSymbolsError(missing_symbols_message(missing, text, language), missing)
         if dropped:  # one summary instead of one warning per piece of a book
             warnings.warn(
                 f"{len(dropped)} of {len(pieces)} pieces lost symbols the model has no id for; first: "

@@ -184,7 +184,9 @@ class VoiceConversion(Synthesis[VoiceConversionOptions]):
             )
         return finish_runs(runs, raise_errors)
 
-    def _prepare(self, run: _ConversionRun, job: ConversionJob, prompts: PromptCache) -> None:
+    def _prepare(
+        self, run: _ConversionRun, job: ConversionJob, prompts: PromptCache, options: VoiceConversionOptions
+    ) -> None:
         prompt = prompts.get(job.target, job.target_rate)
         reader = open_reader(job.source, job.source_rate, "source")
         run.sink = make_sink(job.output, self.output_rate, self.scale_norm, self._peak_for(prompt))

@@ -260,13 +260,17 @@ class TrainingTask(pl.LightningModule):
                 f"{type(self.model).__name__}; pick a checkpoint of the same model family"
             )
         try:
-            self.model.load_state_dict(source.state_dict(), strict=True)
+            self.model.load_state_dict(self.initial_weights(source), strict=True)
         except RuntimeError as error:
             raise CheckpointError(
                 f"cannot start from {name_or_path!r}: its weights do not fit the configured model "
                 f"(set the model's init_args to the checkpoint's configuration): {error}"
             ) from error
         logger.info("initialised %s from %s", type(self.model).__name__, name_or_path)
+
+    def initial_weights(self, source: nn.Module) -> dict[str, Tensor]:
+        """The state dict ``init_from`` loads into ``self.model`` from ``source`` (a model of its class)."""
+        return source.state_dict()
 
     # ---- non-finite losses ------------------------------------------------------------------
 

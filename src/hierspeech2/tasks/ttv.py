@@ -14,12 +14,15 @@ every loss is masked (``masked_losses=False`` reproduces the official averages).
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..constants import F0_FRAMES_PER_HOP, HOP_LENGTH, MODEL_SAMPLE_RATE
 from ..data.batch import TTVBatch
+from ..errors import CheckpointError, SettingError
 from ..models.ttv import TextToVec, TextToVecTrainingOutput
 from ..nn.functional import length_mask, slice_segments
 from ..nn.losses import GaussianKLLoss, MaskedL1Loss
@@ -32,6 +35,8 @@ from .base import (
     gradient_norm,
     trainable,
 )
+
+logger = logging.getLogger(__name__)
 
 CTC_BLANK = 0  # the pad symbol "_", which is also the interspersed blank of the token sequences
 
@@ -93,6 +98,37 @@ class TTVTask(TrainingTask):
         self.pitch_window = pitch_window
         self.l1 = MaskedL1Loss(masked=masked_losses)
         self.kl = GaussianKLLoss()
+
+    def initial_weights(self, source: nn.Module) -> dict[str, Tensor]:
+        """``source``'s weights, its symbol rows grown when this model's table extends its table."""
+        try:
+            state = self.model.grown_state_dict(source)
+        except SettingError as error:
+            raise CheckpointError(f"cannot start from {self.init_from!r}: {error}") from error
+        added = len(self.model.symbol_table) - len(source.symbol_table)
+        if added:
+            logger.info(
+                "grew the symbol embedding from %d to %d rows for: %s",
+                len(source.symbol_table),
+                len(self.model.symbol_table),
+                " ".join(self.model.symbol_table[-added:]),
+            )
+        return state
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self.check_symbol_table(getattr(self.trainer.datamodule, "symbol_table", None))
+
+    def check_symbol_table(self, table: tuple[str, ...] | None) -> None:
+        """Refuse to train on tokens of another symbol table than the model's (None: not known)."""
+        if table is None or table == self.model.symbol_table:
+            return
+        data_dir = getattr(getattr(self._trainer, "datamodule", None), "data_dir", "the cache")
+        raise SettingError(
+            f"{data_dir} holds tokens of a {len(table)}-symbol table ({data_dir}/symbols.json), but the "
+            f"model reads a {len(self.model.symbol_table)}-symbol table; give the model that table: "
+            f"--model.model.init_args.symbols {data_dir}/symbols.json"
+        )
 
     def configure_optimizers(self):
         optimizer, scheduler = self.optimizer_config.build(trainable(self.model))

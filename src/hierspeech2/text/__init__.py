@@ -23,11 +23,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from hierspeech2.errors import TextError
+from hierspeech2.errors import MissingSymbolsError, TextError
 from hierspeech2.text.cleaners import collapse_whitespace, normalize_english, normalize_text
 from hierspeech2.text.languages import espeak_voice, is_english
 from hierspeech2.text.phonemes import phonemize
 from hierspeech2.text.symbols import BLANK_ID, PAD, PUNCTUATION, SYMBOL_TO_ID, SYMBOLS
+from hierspeech2.text.tables import check_symbols, extend_symbols, read_symbols, write_symbols
 
 __all__ = [
     "BLANK_ID",
@@ -35,13 +36,17 @@ __all__ = [
     "SYMBOL_TO_ID",
     "english_cleaners2",
     "espeak_voice",
+    "extend_symbols",
     "intersperse",
     "is_phoneme",
     "missing_symbols",
+    "missing_symbols_message",
     "phonemes_to_ids",
+    "read_symbols",
     "text_to_phonemes",
     "text_to_tokens",
     "tokens_to_phonemes",
+    "write_symbols",
 ]
 
 OnUnknown = Literal["error", "drop"]
@@ -80,8 +85,7 @@ def _table(symbols: tuple[str, ...] | None) -> tuple[dict[str, int], tuple[str, 
     """(symbol → id, id → symbol, symbols that are no phoneme) of a symbol table; None: the released one."""
     if symbols is None:
         return SYMBOL_TO_ID, SYMBOLS, frozenset(PUNCTUATION) | {PAD}
-    if not symbols or not all(isinstance(symbol, str) and len(symbol) == 1 for symbol in symbols):
-        raise TextError("a symbol table is a non-empty sequence of single characters (id 0: pad/blank)")
+    symbols = check_symbols(symbols)
     # A symbol listed twice maps to its later id, as in the official lookup dict.
     to_id = {symbol: index for index, symbol in enumerate(symbols)}
     silent = frozenset(
@@ -144,7 +148,7 @@ def _phonemes_to_ids(
     if on_unknown == "error":
         missing = missing_symbols(phonemes, symbols)
         if missing:
-            raise TextError(_missing_message(missing, text, language))
+            raise MissingSymbolsError(missing_symbols_message(missing, text, language), missing)
     ids = [to_id[symbol] for symbol in phonemes if symbol in to_id]
     unknown = sorted({symbol for symbol in phonemes if symbol not in to_id})
     if unknown:
@@ -156,7 +160,8 @@ def _phonemes_to_ids(
     return ids
 
 
-def _missing_message(missing: Counter[str], text: str, language: str | None) -> str:
+def missing_symbols_message(missing: Counter[str], text: str, language: str | None) -> str:
+    """Say how many phonemes of ``text`` the table lacks, and which (most frequent first)."""
     total = sum(missing.values())
     ranked = sorted(missing.items(), key=lambda item: (-item[1], item[0]))
     listed = ", ".join(f"{_describe(symbol)} ({count})" for symbol, count in ranked[:_MAX_LISTED])

@@ -8,6 +8,7 @@ models' front end did; every other language drops the flags and keeps the phonem
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 
 from hierspeech2.errors import TextError
@@ -16,6 +17,10 @@ from hierspeech2.text.languages import espeak_backend_class, espeak_voice, is_en
 __all__ = ["phonemize"]
 
 _LOCK = threading.Lock()
+# phonemizer warns "words count mismatch" whenever espeak-ng joins or splits words (Korean, French
+# liaisons); the phoneme string does not depend on word counts, so only its errors are shown.
+_PHONEMIZER_LOG = logging.getLogger("hierspeech2.text.phonemizer")
+_PHONEMIZER_LOG.setLevel(logging.ERROR)
 
 
 @functools.cache
@@ -28,7 +33,13 @@ def _backend(language: str):
         # English keeps phonemizer's default language-switch flags, as the official front end did
         # (parity); other languages drop them, or "(en)"-style markers would leak letters into ids.
         switch = "keep-flags" if is_english(language) else "remove-flags"
-        return espeak_backend(language, preserve_punctuation=True, with_stress=True, language_switch=switch)
+        return espeak_backend(
+            language,
+            preserve_punctuation=True,
+            with_stress=True,
+            language_switch=switch,
+            logger=_PHONEMIZER_LOG,
+        )
     except RuntimeError as error:
         if "not supported" in str(error):
             raise TextError(
