@@ -173,7 +173,7 @@ def test_training_refuses_a_cache_of_another_table(corpus, tmp_path):
         str(tmp_path / "cache"), loader=LoaderOptions(batch_size=2, val_size=0), min_frames=8
     )
     trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False)
-    with pytest.raises(SettingError, match="--model.model.init_args.symbols .*symbols.json"):
+    with pytest.raises(SettingError, match="--model.init_args.model.init_args.symbols .*symbols.json"):
         trainer.fit(task, datamodule=data)
 
 

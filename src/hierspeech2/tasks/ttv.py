@@ -127,7 +127,7 @@ class TTVTask(TrainingTask):
         raise SettingError(
             f"{data_dir} holds tokens of a {len(table)}-symbol table ({data_dir}/symbols.json), but the "
             f"model reads a {len(self.model.symbol_table)}-symbol table; give the model that table: "
-            f"--model.model.init_args.symbols {data_dir}/symbols.json"
+            f"--model.init_args.model.init_args.symbols {data_dir}/symbols.json"
         )
 
     def configure_optimizers(self):
