@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from tiny_models import TINY_TTV
 
 from hierspeech2.errors import MissingSymbolsError, SettingError, TextError
 from hierspeech2.models import TextToVec
@@ -15,28 +16,7 @@ from hierspeech2.options import TextToSpeechOptions
 from hierspeech2.text import SYMBOLS, extend_symbols, read_symbols, text_to_tokens, write_symbols
 from hierspeech2.text.tables import resolve_symbols
 
-TINY = {
-    "semantic_channels": 8,
-    "inter_channels": 8,
-    "hidden_channels": 8,
-    "style_channels": 4,
-    "style_hidden_channels": 8,
-    "text_filter_channels": 8,
-    "text_heads": 2,
-    "text_layers": 1,
-    "text_kernel_size": 3,
-    "posterior_layers": 1,
-    "flow_layers": 1,
-    "flow_count": 1,
-    "flow_heads": 2,
-    "decoder_hidden_channels": 8,
-    "decoder_layers": 1,
-    "duration_filter_channels": 8,
-    "duration_flows": 1,
-    "pitch_channels": 8,
-    "pitch_resblock_kernel_sizes": (3,),
-    "pitch_resblock_dilations": ((1,),),
-}
+TINY = TINY_TTV
 
 
 def test_a_table_round_trips_through_json_exactly(tmp_path):
