@@ -148,7 +148,7 @@ def test_help_imports_no_torch() -> None:
     script = (
         "import sys\n"
         "from hierspeech2.cli import main\n"
-        "for command in ('', 'sr', 'vc', 'tts', 'models', 'download', 'convert'):\n"
+        "for command in ('', 'sr', 'vc', 'tts', 'evaluate', 'testset', 'models', 'download', 'convert'):\n"
         "    try:\n"
         "        main([command, '--help'] if command else ['--help'])\n"
         "    except SystemExit as exit:\n"
@@ -307,7 +307,18 @@ def test_threads_applies_to_the_run_and_is_validated(monkeypatch, capsys) -> Non
 
 
 def test_every_command_has_threads() -> None:
-    for command in ("sr", "vc", "tts", "models", "download", "convert", "preprocess", "export"):
+    for command in (
+        "sr",
+        "vc",
+        "tts",
+        "evaluate",
+        "testset",
+        "models",
+        "download",
+        "convert",
+        "preprocess",
+        "export",
+    ):
         result = run_cli(command, "--help")
         assert result.returncode == 0 and "--threads" in result.stdout, command
 

@@ -23,8 +23,11 @@ from .errors import SettingError
 __all__ = [
     "DEFAULT_LANGUAGE",
     "DEFAULT_NOISE_SCALE",
+    "EVALUATION_METRICS",
     "OFFICIAL_DENOISE_RATIO",
+    "OFFLINE_EVALUATION_MODELS",
     "SCALE_NORMS",
+    "EvaluationOptions",
     "ScaleNorm",
     "SuperResolutionOptions",
     "TextToSpeechOptions",
@@ -48,8 +51,34 @@ DEFAULT_LANGUAGE = "en"
 """The language of the released text-to-vec model (English, as espeak-ng's ``en-us``)."""
 
 
+class _Defaults:
+    """Field names, defaults and checked copies of a frozen options dataclass."""
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in dataclasses.fields(cls))  # type: ignore[arg-type]
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default of field ``name``."""
+        return next(field.default for field in dataclasses.fields(cls) if field.name == name)  # type: ignore[arg-type]
+
+    def updated(self, overrides: Mapping[str, Any] | None = None, /, **more: Any) -> Self:
+        """A copy with the given fields replaced.
+
+        ``None`` values keep the current value; unknown names are an error.
+        """
+        changes = {**(overrides or {}), **more}
+        unknown = sorted(changes.keys() - set(self.field_names()))
+        if unknown:
+            raise TypeError(
+                f"unknown {type(self).__name__} field(s) {unknown}; known: {sorted(self.field_names())}"
+            )
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class _PipelineOptions:
+class _PipelineOptions(_Defaults):
     CALL_FIELDS: ClassVar[tuple[str, ...]] = ()
     """Fields a single call may override."""
 
@@ -73,28 +102,6 @@ class _PipelineOptions:
     def _set_number(self, name: str, low: float, high: float | None, open_low: bool = False) -> None:
         """Check field ``name`` and store it as a float (frozen, hence ``object.__setattr__``)."""
         object.__setattr__(self, name, _checked_float(name, getattr(self, name), low, high, open_low))
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(field.name for field in dataclasses.fields(cls))
-
-    @classmethod
-    def default(cls, name: str) -> Any:
-        """The default of field ``name``."""
-        return next(field.default for field in dataclasses.fields(cls) if field.name == name)
-
-    def updated(self, overrides: Mapping[str, Any] | None = None, /, **more: Any) -> Self:
-        """A copy with the given fields replaced.
-
-        ``None`` values keep the current value; unknown names are an error.
-        """
-        changes = {**(overrides or {}), **more}
-        unknown = sorted(changes.keys() - set(self.field_names()))
-        if unknown:
-            raise TypeError(
-                f"unknown {type(self).__name__} field(s) {unknown}; known: {sorted(self.field_names())}"
-            )
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def for_call(self, overrides: Mapping[str, Any]) -> Self:
         """The options of one call: only :attr:`CALL_FIELDS` may be overridden per call."""
@@ -210,3 +217,61 @@ def _checked_float(name: str, value: Any, low: float, high: float | None, open_l
         bound = f"> {low:g}" if open_low else f">= {low:g}"
         raise SettingError(f"{name} must be a finite number {bound}, got {value!r}")
     return number
+
+
+EVALUATION_METRICS: tuple[str, ...] = ("wer", "sim", "mos", "lsd", "f0")
+"""Metric groups of an evaluation: WER and CER (needs a job's ``text``), speaker similarity
+(``prompt``), predicted MOS, log-spectral distance (``reference``), F0 agreement (``source`` or
+``reference``)."""
+OFFLINE_EVALUATION_MODELS = {
+    "asr_model": "pocketsphinx",
+    "speaker_model": "resemblyzer",
+    "mos_model": "dnsmos",
+}
+"""The evaluation models that ship in installed wheels (``hierspeech2 evaluate --offline``)."""
+TEXT_NORMALIZATIONS: tuple[str, ...] = ("basic", "whisper", "none")
+
+
+@dataclass(frozen=True)
+class EvaluationOptions(_Defaults):
+    """Every choice of an evaluation run (``evaluate_jobs``), with the field's defaults.
+
+    Attributes:
+        metrics: metric groups of :data:`EVALUATION_METRICS`; ``None``: all that a job's columns allow.
+        asr_model: :func:`~hierspeech2.evaluation.transcribe`'s model (Whisper-large-v3 by default).
+        language: the language of the texts, given to the ASR model (``None``: Whisper detects it).
+        normalization: text normalisation before WER/CER (``basic``, ``whisper``, ``none``).
+        speaker_model: :func:`~hierspeech2.evaluation.speaker_similarity`'s encoder.
+        mos_model: :func:`~hierspeech2.evaluation.predicted_mos`'s predictor.
+        f0_method: F0 extractor of the F0 metrics (``yaapt``, ``swift``, ``praat``).
+        device: where the models run.
+        batch_size: jobs scored together (and appended to the CSV together).
+    """
+
+    metrics: tuple[str, ...] | None = None
+    asr_model: str = "whisper"
+    language: str | None = "en"
+    normalization: str = "basic"
+    speaker_model: str = "wavlm"
+    mos_model: str = "utmos"
+    f0_method: str = "swift"
+    device: str = "cpu"
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.metrics is not None:
+            object.__setattr__(self, "metrics", tuple(self.metrics))
+            unknown = sorted(set(self.metrics) - set(EVALUATION_METRICS))
+            if unknown:
+                raise SettingError(f"unknown metric(s) {unknown}; choose from {list(EVALUATION_METRICS)}")
+        if self.normalization not in TEXT_NORMALIZATIONS:
+            raise SettingError(
+                f"normalization must be one of {list(TEXT_NORMALIZATIONS)}, got {self.normalization!r}"
+            )
+        if self.f0_method not in F0_METHOD_NAMES:
+            raise SettingError(f"f0_method must be one of {list(F0_METHOD_NAMES)}, got {self.f0_method!r}")
+        _check_int("batch_size", self.batch_size, minimum=1)
+
+    def offline(self) -> Self:
+        """These options with the models that need no download."""
+        return self.updated(OFFLINE_EVALUATION_MODELS)

@@ -19,6 +19,7 @@ from hierspeech2.evaluation.error_rates import character_error_rate, normalize_t
 from hierspeech2.evaluation.jobs import EvaluationJob, read_jobs, write_jobs
 from hierspeech2.evaluation.mos import MOS_MODELS, predicted_mos
 from hierspeech2.evaluation.pitch import F0Metrics, f0_metrics
+from hierspeech2.evaluation.runner import EvaluationSummary, MetricSummary, evaluate_jobs, summarize
 from hierspeech2.evaluation.speaker import SPEAKER_MODELS, speaker_embeddings, speaker_similarity
 from hierspeech2.evaluation.spectral import SpectralDistance, log_spectral_distance
 from hierspeech2.evaluation.testsets import (
@@ -26,15 +27,20 @@ from hierspeech2.evaluation.testsets import (
     libritts_test_clean,
     vctk_conversion,
 )
+from hierspeech2.options import EvaluationOptions
 
 __all__ = [
     "ASR_MODELS",
     "MOS_MODELS",
     "SPEAKER_MODELS",
     "EvaluationJob",
+    "EvaluationOptions",
+    "EvaluationSummary",
     "F0Metrics",
+    "MetricSummary",
     "SpectralDistance",
     "character_error_rate",
+    "evaluate_jobs",
     "f0_metrics",
     "librispeech_pc_cross_sentence",
     "libritts_test_clean",
@@ -44,6 +50,7 @@ __all__ = [
     "read_jobs",
     "speaker_embeddings",
     "speaker_similarity",
+    "summarize",
     "transcribe",
     "vctk_conversion",
     "word_error_rate",

@@ -107,8 +107,9 @@ class Resemblyzer:
     def __init__(self, device: str) -> None:
         import warnings
 
-        with warnings.catch_warnings():  # webrtcvad imports the deprecated pkg_resources
+        with warnings.catch_warnings():  # pkg_resources (webrtcvad), scipy.ndimage.morphology (Resemblyzer)
             warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
             from resemblyzer import VoiceEncoder, preprocess_wav
         self.preprocess = preprocess_wav
         self.encoder = VoiceEncoder(device=device, verbose=False)
