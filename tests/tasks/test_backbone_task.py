@@ -436,12 +436,14 @@ def test_validation_logs_metrics_audio_and_images(data, encoder) -> None:
 
     torch.manual_seed(0)
     recorder = Recorder()
-    task = tiny_task(encoder, validation_f0_rmse=True)
+    task = tiny_task(encoder, validation_f0_rmse=True, validation_speaker_model="resemblyzer")
     run = trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, logger=recorder)
     run.fit(task, data)
     metrics = run.callback_metrics
     for key in ("val/mel_l1", "val/reconstruction_mel_l1", "val/resynthesis_mel_l1", "val/f0_rmse"):
         assert math.isfinite(float(metrics[key])), key
+    for key in ("val/resynthesis_similarity", "val/conversion_similarity"):
+        assert -1 <= float(metrics[key]) <= 1, key
     tags = {tag for tag, _, _ in recorder.audio}
     assert {"val/0/reconstructed", "val/0/resynthesized", "val/0/converted", "val/0/target"} <= tags
     assert all(rate == 16000 for _, _, rate in recorder.audio)

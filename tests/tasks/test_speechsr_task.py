@@ -57,6 +57,19 @@ def test_one_step_updates_both_networks_and_epochs_decay_the_rate() -> None:
     }
 
 
+def test_validation_logs_log_spectral_distance() -> None:
+    torch.manual_seed(0)
+    task = tiny_speechsr_task()
+    run = trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    data = tiny_speechsr_data()
+    run.fit(task, data)
+    lsd, high = float(run.callback_metrics["val/lsd"]), float(run.callback_metrics["val/lsd_high"])
+    assert 0 < lsd and 0 < high and math.isfinite(lsd + high)
+    batch = next(iter(data.val_dataloader()))
+    real = batch.high_rate
+    assert task._spectral_distances(batch, real, real)["val/lsd"] == 0  # a perfect output
+
+
 def test_generator_terms_are_weighted() -> None:
     torch.manual_seed(0)
     task = tiny_speechsr_task(mel_weight=45.0, adversarial_weight=2.0, feature_matching_weight=0.0)

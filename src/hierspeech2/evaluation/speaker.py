@@ -118,8 +118,8 @@ class Resemblyzer:
         embeddings = []
         for wav in waveforms:
             trimmed = self.preprocess(wav.numpy())  # already at its 16 kHz
-            if trimmed.size == 0:
-                raise ValueError("Resemblyzer found no voiced audio in a waveform (silence?)")
+            if trimmed.size < ASR_SAMPLE_RATE // 10:  # VAD heard no voice (noise, an untrained model)
+                trimmed = wav.numpy()
             embeddings.append(torch.from_numpy(self.encoder.embed_utterance(trimmed)))
         return torch.stack(embeddings)
 

@@ -21,6 +21,7 @@ The network pass itself is :func:`hierspeech2.models.backbone_training.training_
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,11 @@ class HierSpeech2Task(GANTask):
             or ``enc_p_l``), for low-data speaker adaptation.
         validation_f0_rmse: also log the F0 RMSE (Hz, on frames voiced in both) of the
             resynthesised validation audio, by YAAPT; off by default (YAAPT runs on the CPU).
+        validation_speaker_model: also log the speaker similarity of the resynthesis to its own
+            recording (``val/resynthesis_similarity``) and of each conversion to the voice it was
+            given (``val/conversion_similarity``, every row in the voice of the next), by this
+            encoder of :func:`hierspeech2.evaluation.speaker_similarity` (``resemblyzer`` works
+            offline; ``wavlm``); off by default (it needs the ``eval`` extra).
         Other arguments: see :class:`~hierspeech2.tasks.base.GANTask` (official AdamW settings,
             ``init_from`` to fine-tune released weights such as ``hierspeech2-v1.1``).
     """
@@ -115,6 +121,7 @@ class HierSpeech2Task(GANTask):
         log_examples: int = 2,
         max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
         validation_f0_rmse: bool = False,
+        validation_speaker_model: str | None = None,
     ) -> None:
         for name, value in (("perturbed_target", perturbed_target), ("prosody_source", prosody_source)):
             if value not in LATENT_SOURCES:
@@ -152,6 +159,7 @@ class HierSpeech2Task(GANTask):
         self.perturbed_target = perturbed_target
         self.prosody_source = prosody_source
         self.validation_f0_rmse = validation_f0_rmse
+        self.validation_speaker_model = validation_speaker_model
         self.perturbation = perturbation
         self.semantic_layer = semantic_layer
         # Not a submodule: the frozen MMS encoder (~90M weights) stays out of checkpoints, the
@@ -330,16 +338,22 @@ class HierSpeech2Task(GANTask):
         metrics["val/mel_l1"] = metrics["val/resynthesis_mel_l1"]
         if self.validation_f0_rmse:
             metrics["val/f0_rmse"] = self._f0_rmse(resynthesized, batch)
+        converted = None
+        if batch_size > 1 and (self.validation_speaker_model or batch_idx == 0):
+            # every row in the voice of the next one
+            converted = model.voice_conversion(
+                batch.semantic,
+                batch.frame_lengths,
+                batch.mel.roll(1, dims=0),
+                batch.frame_lengths.roll(1),
+                batch.log_f0,
+            )
+        if self.validation_speaker_model:
+            metrics.update(self._speaker_similarities(batch, resynthesized, converted))
         self.log_dict(metrics, batch_size=batch_size, sync_dist=True)
 
         if batch_idx != 0 or not self.trainer.is_global_zero:
             return
-        converted = None
-        if batch_size > 1:  # every row in the voice of the next one
-            prompt = batch.mel.roll(1, dims=0)
-            converted = model.voice_conversion(
-                batch.semantic, batch.frame_lengths, prompt, batch.frame_lengths.roll(1), batch.log_f0
-            )
         for index in range(min(self.log_examples, batch_size)):
             samples = int(batch.frame_lengths[index]) * hop
             examples = {
@@ -356,6 +370,29 @@ class HierSpeech2Task(GANTask):
                 self.log_audio(f"val/{index}/{name}", clip, MODEL_SAMPLE_RATE)
                 with torch.autocast(device_type=clip.device.type, enabled=False):
                     self.log_image(f"val/{index}/mel_{name}", self.mel_loss.mel(clip.float()))
+
+    def _speaker_similarities(
+        self, batch: BackboneBatch, resynthesized: Tensor, converted: Tensor | None
+    ) -> dict[str, Tensor]:
+        from ..evaluation import speaker_similarity
+
+        lengths = (batch.frame_lengths * self.model.hop_length).tolist()
+
+        def clips(wav: Tensor) -> list[Tensor]:
+            return [wav[index, 0, :length].float().cpu() for index, length in enumerate(lengths)]
+
+        recordings = clips(batch.audio)
+        similarity = partial(
+            speaker_similarity,
+            sample_rate=MODEL_SAMPLE_RATE,
+            model=self.validation_speaker_model,
+            device=self.device,
+        )
+        metrics = {"val/resynthesis_similarity": similarity(clips(resynthesized), recordings).mean()}
+        if converted is not None:
+            voices = recordings[-1:] + recordings[:-1]  # the prompt of row i is row i - 1
+            metrics["val/conversion_similarity"] = similarity(clips(converted), voices).mean()
+        return {name: value.to(self.device) for name, value in metrics.items()}
 
     def _f0_rmse(self, wav: Tensor, batch: BackboneBatch) -> Tensor:
         from ..pitch import yaapt

@@ -57,6 +57,10 @@ def default_discriminator(output_rate: int) -> MultiDiscriminator:
     return MultiDiscriminator(resolutions=RESOLUTIONS_48K if output_rate >= 48000 else RESOLUTIONS)
 
 
+LSD_MIN_SAMPLES = 2048
+"""Rows shorter than one LSD frame (its n_fft) are left out of ``val/lsd``."""
+
+
 class SpeechSRTask(GANTask):
     """LightningModule training :class:`~hierspeech2.models.SpeechSR` on :class:`SpeechSRBatch` segments.
 
@@ -111,10 +115,29 @@ class SpeechSRTask(GANTask):
         mask = self._frame_mask(batch, real.shape[-1])
         return {"mel": self.mel_weight * self.mel_loss(fake, real, mask)}
 
+    def _spectral_distances(self, batch: SpeechSRBatch, fake: Tensor, real: Tensor) -> dict[str, Tensor]:
+        """Mean log-spectral distance of the rows, full band and above 8 kHz (what SR papers report)."""
+        from ..evaluation import log_spectral_distance
+
+        rate = self.model.output_rate
+        lengths = batch.high_rate_lengths.clamp_max(real.shape[-1]).tolist()
+        distances = [
+            log_spectral_distance(fake[index, 0, :length].float(), real[index, 0, :length].float(), rate)
+            for index, length in enumerate(lengths)
+            if length >= LSD_MIN_SAMPLES
+        ]
+        if not distances:
+            return {}
+        return {
+            "val/lsd": torch.tensor([d.full for d in distances]).mean().to(fake.device),
+            "val/lsd_high": torch.tensor([d.high for d in distances]).mean().to(fake.device),
+        }
+
     def validation_step(self, batch: SpeechSRBatch, batch_idx: int) -> None:
         fake, real, _ = self.generate(batch)
         mel_l1 = self.mel_loss(fake, real, self._frame_mask(batch, real.shape[-1]))
         self.log("val/mel_l1", mel_l1, batch_size=real.shape[0], sync_dist=True)
+        self.log_dict(self._spectral_distances(batch, fake, real), batch_size=real.shape[0], sync_dist=True)
         if batch_idx == 0 and self.trainer.is_global_zero:
             rate = self.model.output_rate
             for index in range(min(self.log_examples, real.shape[0])):
