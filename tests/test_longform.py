@@ -104,3 +104,31 @@ def test_batched_tts_equals_one_at_a_time_and_bad_jobs_fail_alone(prompts, tmp_p
         )
         tolerance = 1e-4 if result.path is None else 1 / 2**15 + 1e-4  # 16-bit WAV
         assert got.shape == alone.shape and (got - alone).abs().max().item() <= tolerance
+
+
+def test_stream_yields_pieces_in_order_with_a_short_first_piece(prompts) -> None:
+    tts = deterministic_tts()
+    pieces = tts._stream_pieces(PARAGRAPH, "en", 30)
+    assert len(pieces[0][0].text) <= 30 and len(pieces) > len(split_text(PARAGRAPH))
+    assert " ".join(piece.text for piece, _ in pieces).split() == PARAGRAPH.split()
+    blocks = list(tts.stream(PARAGRAPH, prompts[0], prompt_rate=RATE, first_piece_chars=30))
+    speech = blocks[0::2]
+    assert len(speech) == len(pieces) and len(blocks) == 2 * len(pieces) - 1
+    assert all(block.abs().max() == 0 for block in blocks[1::2])  # the pauses
+    assert max(float(block.abs().max()) for block in speech) <= 0.999 + 1e-6
+    # the first piece as spoken alone from its tokens (same prompt, no noise, the same peak gain),
+    # but for the 5 ms fades at its edges
+    alone = tts.synthesize_from_tokens(pieces[0][1], tts.encode_prompt(prompts[0], RATE).mel)
+    first, edge = blocks[0], round(0.005 * RATE)
+    torch.testing.assert_close(first[edge:-edge], alone[edge:-edge], atol=1e-5, rtol=0)
+
+
+def test_stream_is_reproducible_and_refuses_unwritable_text_before_audio(prompts) -> None:
+    tts = TextToSpeech(tiny_models.ttv(), tiny_models.backbone(), output_rate=RATE)
+    first = torch.cat(list(tts.stream(PARAGRAPH, prompts[0], prompt_rate=RATE, seed=3)))
+    again = torch.cat(list(tts.stream(PARAGRAPH, prompts[0], prompt_rate=RATE, seed=3)))
+    assert torch.equal(first, again)
+    with pytest.raises(TextError):
+        next(tts.stream("   ", prompts[0], prompt_rate=RATE))
+    with pytest.raises(ValueError, match="first_piece_chars"):
+        next(tts.stream(PARAGRAPH, prompts[0], prompt_rate=RATE, first_piece_chars=0))

@@ -7,7 +7,7 @@ import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from ..chunking import fade_in_weights
 from ..constants import F0_FRAMES_PER_HOP
 from ..errors import MissingSymbolsError, TextError
 from ..models import HierSpeech2, SpeechSR, TextToVec
-from ..nn.inference import inference
+from ..nn.inference import inference, inference_context
 from ..options import TextToSpeechOptions
 from ..text import SYMBOLS, missing_symbols_message, text_to_tokens
 from ..text.segment import Piece, split_text
@@ -42,12 +42,15 @@ from .scheduler import (
 )
 from .synthesis import Synthesis
 
-__all__ = ["PIECE_EDGE_FADE_SECONDS", "PITCH_FLOOR_HZ", "TextToSpeech"]
+__all__ = ["FIRST_PIECE_CHARS", "PIECE_EDGE_FADE_SECONDS", "PITCH_FLOOR_HZ", "TextToSpeech"]
 
 PITCH_FLOOR_HZ = 55.0
 """The official TTS chain zeroes log F0 below this."""
 PIECE_EDGE_FADE_SECONDS = 0.005
 """Long-form TTS fades the edges of its pieces, so that the pauses start and end without clicks."""
+FIRST_PIECE_CHARS = 60
+""":meth:`TextToSpeech.stream` cuts its first piece to about this many characters (at a clause or
+word boundary), so that the first audio comes early; later pieces are spoken while it plays."""
 
 
 @dataclass
@@ -153,6 +156,66 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         failures stay per job.
         """
         return self._run([SpeechJob.of(job) for job in jobs], seed, progress, settings, raise_errors=False)
+
+    def stream(
+        self,
+        text: str,
+        prompt: AudioInput | Prompt,
+        *,
+        prompt_rate: int | None = None,
+        seed: int | None = None,
+        first_piece_chars: int = FIRST_PIECE_CHARS,
+        **settings: Any,
+    ) -> Iterator[Tensor]:
+        """Speak ``text`` piece by piece: yields blocks of audio ``[n]`` at ``output_rate`` as they are made.
+
+        The first piece is cut to about ``first_piece_chars`` characters so that audio starts early
+        (F5-TTS does the same); pauses between pieces come as blocks of silence. The whole text is
+        checked (and refused with :class:`~hierspeech2.errors.MissingSymbolsError`) and the prompt
+        encoded before the first block. Loudness: the first piece sets the gain of the whole
+        stream (``scale_norm``), lowered for a later piece only as far as it would clip.
+        ``seed`` makes every piece reproducible (piece ``i`` is seeded with ``seed + i``).
+        """
+        if first_piece_chars < 1:
+            raise ValueError(f"first_piece_chars must be positive, got {first_piece_chars}")
+        options = self._call_options(settings)
+        with inference_context():
+            pieces = self._stream_pieces(text, options.language, first_piece_chars)
+            if not isinstance(prompt, Prompt):
+                prompt = self.encode_prompt(prompt, prompt_rate, denoise_ratio=options.denoise_ratio)
+            else:
+                PromptCache(self.encode_prompt, options.denoise_ratio, needs_f0=False).get(prompt, None)
+        target = self._peak_for(prompt)
+        gain = None
+        for index, (piece, tokens) in enumerate(pieces):
+            with inference_context(), seeded(None if seed is None else seed + index):
+                (audio,) = self._speak(tokens.reshape(1, -1), [prompt], options)
+            audio = audio.float().cpu()
+            peak = float(audio.abs().max())
+            if self.scale_norm != "none" and peak > 0:
+                gain = target / peak if gain is None else min(gain, target / peak)
+            audio = audio * (gain or 1.0)
+            if len(pieces) > 1:
+                edge = min(round(PIECE_EDGE_FADE_SECONDS * self.output_rate), audio.numel() // 2)
+                ramp = fade_in_weights(edge, audio)
+                audio[:edge] *= ramp
+                audio[audio.numel() - edge :] *= ramp.flip(0)
+            yield audio
+            if index < len(pieces) - 1:
+                yield audio.new_zeros(round(piece.pause * self.output_rate))
+
+    def _stream_pieces(self, text: str, language: str, first_piece_chars: int) -> list[tuple[Piece, Tensor]]:
+        """The pieces of ``text`` with the first cut short (at a clause or word boundary)."""
+        pieces = self._pieces(text, language)
+        first = pieces[0][0]
+        if len(first.text) <= first_piece_chars:
+            return pieces
+        parts = split_text(first.text, first_piece_chars)
+        if len(parts) <= 1:
+            return pieces
+        head = [(part, self._tokens(part.text, language)) for part in parts[:-1]]
+        last = Piece(parts[-1].text, first.pause)
+        return [*head, (last, self._tokens(last.text, language)), *pieces[1:]]
 
     @inference
     def synthesize_from_tokens(
