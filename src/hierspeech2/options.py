@@ -29,6 +29,7 @@ __all__ = [
     "SCALE_NORMS",
     "EvaluationOptions",
     "ScaleNorm",
+    "ServerOptions",
     "SuperResolutionOptions",
     "TextToSpeechOptions",
     "VoiceConversionOptions",
@@ -275,3 +276,49 @@ class EvaluationOptions(_Defaults):
     def offline(self) -> Self:
         """These options with the models that need no download."""
         return self.updated(OFFLINE_EVALUATION_MODELS)
+
+
+RESPONSE_FORMATS: tuple[str, ...] = ("wav", "flac", "pcm", "mp3", "opus")
+"""Audio formats of ``hierspeech2 serve`` (OpenAI's names; ``pcm`` is raw 16-bit little-endian mono)."""
+
+
+@dataclass(frozen=True)
+class ServerOptions(_Defaults):
+    """Limits and settings of ``hierspeech2 serve`` (:func:`hierspeech2.serving.create_app`).
+
+    Attributes:
+        api_key: when set, every ``/v1`` request needs ``Authorization: Bearer <api_key>``.
+        max_text_chars: longest ``input`` of a speech request (OpenAI's limit is 4096).
+        max_upload_bytes: largest uploaded file.
+        max_audio_seconds: longest uploaded audio (source, file to super-resolve).
+        max_prompt_seconds: longest voice prompt kept (longer uploads are cut).
+        queue_size: requests waiting for a worker; more are answered 429 with ``Retry-After``.
+        request_timeout: seconds a request may wait and run before it is answered 503.
+        voice_cache_size: encoded voice prompts kept (least recently used dropped first).
+        max_voices: uploaded voices kept at once.
+        first_piece_chars: streaming TTS cuts its first piece to about this many characters.
+        sr_batch_size: super-resolution requests of equal length run together, up to this many.
+    """
+
+    api_key: str | None = None
+    max_text_chars: int = 4096
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_audio_seconds: float = 600.0
+    max_prompt_seconds: float = 30.0
+    queue_size: int = 16
+    request_timeout: float = 300.0
+    voice_cache_size: int = 32
+    max_voices: int = 256
+    first_piece_chars: int = 60
+    sr_batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("max_text_chars", "max_upload_bytes", "queue_size", "voice_cache_size", "max_voices"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("first_piece_chars", self.first_piece_chars, minimum=1)
+        _check_int("sr_batch_size", self.sr_batch_size, minimum=1)
+        for name in ("max_audio_seconds", "max_prompt_seconds", "request_timeout"):
+            self._set_number(name, 0.0, None, open_low=True)
+
+    def _set_number(self, name: str, low: float, high: float | None, open_low: bool = False) -> None:
+        object.__setattr__(self, name, _checked_float(name, getattr(self, name), low, high, open_low))
