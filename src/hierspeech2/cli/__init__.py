@@ -1,7 +1,7 @@
 """The ``hierspeech2`` command: super-resolution, voice conversion, text-to-speech, evaluation and
 checkpoint management.
 
-One module per command (:mod:`.sr`, :mod:`.vc`, :mod:`.tts`, :mod:`.evaluate`, :mod:`.testset`,
+One module per command (:mod:`.sr`, :mod:`.vc`, :mod:`.tts`, :mod:`.serve`, :mod:`.evaluate`, :mod:`.testset`,
 :mod:`.models`, :mod:`.download`, :mod:`.convert`, :mod:`.preprocess`; :mod:`.training` hands
 ``fit … export`` on), each with an ``add_parser(commands, name)`` and a ``run(args)``;
 :mod:`.common` and :mod:`.batch` hold what they share. No command module imports torch before
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from .. import __version__
 from ..errors import HierSpeechError
-from . import convert, download, evaluate, models, preprocess, sr, testset, tts, vc
+from . import convert, download, evaluate, models, preprocess, serve, sr, testset, tts, vc
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -58,7 +58,7 @@ DESCRIPTION = (
 Runner = Callable[[argparse.Namespace], None]
 COMMANDS: dict[str, tuple[Callable[..., None], Runner]] = {
     module.__name__.rsplit(".", 1)[1]: (module.add_parser, module.run)
-    for module in (sr, vc, tts, evaluate, testset, models, download, convert, preprocess)
+    for module in (sr, vc, tts, serve, evaluate, testset, models, download, convert, preprocess)
 }
 """Name → (adds the sub-parser, runs it)."""
 HEAVY_PARSERS = {"preprocess": preprocess.SUMMARY}
