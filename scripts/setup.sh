@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment in .venv with hierspeech2 installed (editable, with the
-# test extras) and the one system dependency, espeak-ng (the phonemizer backend of the text front end).
+# test extras) and the system dependency espeak-ng (the phonemizer backend of the text front end);
+# as root it also installs Chromium and its WebDriver, with which the web demo's test drives a browser
+# (that test skips without them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -12,6 +14,11 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
         echo "espeak-ng is missing: install it with 'sudo apt-get install -y espeak-ng' (or your OS's package)" >&2
         exit 1
     fi
+fi
+
+if [ "$(id -u)" = 0 ] && ! command -v chromedriver >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null || \
+        echo "could not install chromium: the web demo's browser test will be skipped" >&2
 fi
 
 if [ ! -x .venv/bin/python ]; then

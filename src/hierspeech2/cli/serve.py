@@ -170,5 +170,10 @@ def run(args: argparse.Namespace) -> None:
         max_prompt_seconds=options.max_prompt_seconds,
     )
     app = create_app(build_models(args), options, voices)
+    if args.ui:
+        from ..serving.demo import mount_demo
+
+        examples = sorted(args.voices.iterdir())[:3] if args.voices else []
+        app = mount_demo(app, [path for path in examples if path.suffix.lower() in (".wav", ".flac")])
     log.info("serving on http://%s:%d (docs: /docs)", args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")

@@ -87,7 +87,7 @@ def create_app(
     )
     engine = engine or Engine(options.queue_size, options.sr_batch_size)
     app = FastAPI(title="hierspeech2", version=__version__, docs_url="/docs", redoc_url=None)
-    app.state.engine, app.state.voices, app.state.models = engine, voices, models
+    app.state.engine, app.state.voices, app.state.models, app.state.options = engine, voices, models, options
 
     # ------------------------------------------------------------------------------------- errors
 
