@@ -12,6 +12,7 @@ __all__ = [
     "MODEL_SAMPLE_RATE",
     "OUTPUT_RATES",
     "PAD_MULTIPLE",
+    "PITCH_FLOOR_HZ",
     "SEMANTIC_LAYER",
 ]
 
@@ -36,3 +37,6 @@ SEMANTIC_LAYER = 7
 
 OUTPUT_RATES = (16_000, 24_000, 48_000)
 """Rates a pipeline can write: the backbone's own, or either SpeechSR's."""
+
+PITCH_FLOOR_HZ = 55.0
+"""The official TTS chain zeroes log F0 below this (TTV's F0 is then read by the backbone)."""

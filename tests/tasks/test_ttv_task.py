@@ -103,3 +103,26 @@ def test_bf16_mixed_runs_with_finite_losses() -> None:
     assert len(history.values) == 2
     assert all(math.isfinite(value) for value in history.values)
     assert all(torch.isfinite(p).all() for p in task.parameters())
+
+
+def test_validation_word_error_rate_speaks_the_rows_through_a_backbone(tmp_path) -> None:
+    from tiny_models import TINY_BACKBONE, TTV_UNIT
+
+    from hierspeech2.models import HierSpeech2
+
+    torch.manual_seed(0)
+    backbone = tmp_path / "backbone"
+    config = {**TINY_BACKBONE, "semantic_channels": TTV_UNIT["semantic_channels"], "mel_channels": 12}
+    HierSpeech2(**config).save_pretrained(backbone)
+    with pytest.raises(ValueError, match="go together"):
+        tiny_ttv_task(validation_asr_model="pocketsphinx")
+    task = tiny_ttv_task(validation_asr_model="pocketsphinx", validation_backbone=str(backbone))
+    data = tiny_ttv_data()
+    run = trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    run.fit(task, data)
+    wer = float(run.callback_metrics["val/wer"])
+    assert math.isnan(wer) or wer >= 0  # synthetic audio: the ASR may hear no word in the recordings
+    assert not any("_vocoder" in key or key.startswith("backbone") for key in task.state_dict())
+    batch = next(iter(data.val_dataloader()))
+    spoken = task._spoken(batch, 0)
+    assert spoken.dim() == 1 and spoken.numel() % 320 == 0 and torch.isfinite(spoken).all()

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..audio_stream import MemorySink
 from ..chunking import fade_in_weights
-from ..constants import F0_FRAMES_PER_HOP
+from ..constants import F0_FRAMES_PER_HOP, PITCH_FLOOR_HZ
 from ..errors import MissingSymbolsError, TextError
 from ..models import HierSpeech2, SpeechSR, TextToVec
 from ..nn.inference import inference, inference_context
@@ -44,8 +44,6 @@ from .synthesis import Synthesis
 
 __all__ = ["FIRST_PIECE_CHARS", "PIECE_EDGE_FADE_SECONDS", "PITCH_FLOOR_HZ", "TextToSpeech"]
 
-PITCH_FLOOR_HZ = 55.0
-"""The official TTS chain zeroes log F0 below this."""
 PIECE_EDGE_FADE_SECONDS = 0.005
 """Long-form TTS fades the edges of its pieces, so that the pauses start and end without clicks."""
 FIRST_PIECE_CHARS = 60

@@ -15,12 +15,13 @@ every loss is masked (``masked_losses=False`` reproduces the official averages).
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..constants import F0_FRAMES_PER_HOP, HOP_LENGTH, MODEL_SAMPLE_RATE
+from ..constants import F0_FRAMES_PER_HOP, HOP_LENGTH, MODEL_SAMPLE_RATE, PITCH_FLOOR_HZ
 from ..data.batch import TTVBatch
 from ..errors import CheckpointError, SettingError
 from ..models.ttv import TextToVec, TextToVecTrainingOutput
@@ -54,6 +55,12 @@ class TTVTask(TrainingTask):
             which include padding).
         init_from, log_examples, max_nonfinite_steps: see :class:`~hierspeech2.tasks.base.TrainingTask`
             (a step with a NaN/Inf loss is skipped).
+        validation_asr_model, validation_backbone: with both, validation also speaks each row's
+            text (TTV inference, noise 0, the row's own prompt) through this backbone (a registry
+            name, official ``.pth`` or native folder; loaded once, kept out of checkpoints) and
+            logs ``val/wer``: the WER of this ASR model's transcript of it against its transcript
+            of the recording (batches carry phonemes, not text). Off by default: it costs a backbone
+            pass and an ASR pass per row (``pocketsphinx`` runs offline; ``whisper`` is the field's).
     """
 
     def __init__(
@@ -70,7 +77,11 @@ class TTVTask(TrainingTask):
         init_from: str | None = None,
         log_examples: int = 2,
         max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
+        validation_asr_model: str | None = None,
+        validation_backbone: str | None = None,
     ) -> None:
+        if (validation_asr_model is None) != (validation_backbone is None):
+            raise ValueError("validation_asr_model and validation_backbone go together: give both or neither")
         check_loss_weights(
             semantic_weight=semantic_weight,
             kl_weight=kl_weight,
@@ -96,6 +107,9 @@ class TTVTask(TrainingTask):
             "ctc": ctc_weight,
         }
         self.pitch_window = pitch_window
+        self.validation_asr_model = validation_asr_model
+        self.validation_backbone = validation_backbone
+        self._vocoder: list[nn.Module] = []  # a list, so that the backbone is no submodule (no checkpoint)
         self.l1 = MaskedL1Loss(masked=masked_losses)
         self.kl = GaussianKLLoss()
 
@@ -213,8 +227,54 @@ class TTVTask(TrainingTask):
             batch_size=batch.batch_size,
             sync_dist=True,
         )
+        if self.validation_asr_model:
+            self.log("val/wer", self._word_error_rate(batch), batch_size=batch.batch_size, sync_dist=True)
         if batch_idx == 0 and self.trainer.is_global_zero:
             self._log_examples(batch, out)
+
+    def _spoken(self, batch: TTVBatch, index: int) -> Tensor:
+        """Row ``index``'s text spoken by TTV (noise 0) and the validation backbone, 16 kHz ``[N]``."""
+        if not self._vocoder:
+            from ..registry import load_model
+
+            self._vocoder.append(load_model(self.validation_backbone, device=self.device).eval())
+        frames = int(batch.semantic_lengths[index])
+        tokens = batch.tokens[index : index + 1, : int(batch.token_lengths[index])]
+        prompt, prompt_lengths = (
+            batch.mel[index : index + 1, :, :frames],
+            batch.semantic_lengths[index : index + 1],
+        )
+        semantic, log_f0 = self.model.infer(
+            tokens,
+            batch.token_lengths[index : index + 1],
+            prompt,
+            prompt_lengths,
+            noise_scale=0.0,
+            noise_scale_w=0.0,
+        )
+        log_f0 = log_f0.masked_fill(log_f0 < math.log(PITCH_FLOOR_HZ), 0.0)
+        lengths = torch.tensor([semantic.shape[-1]], device=semantic.device)
+        wav = self._vocoder[0].voice_conversion(
+            semantic, lengths, prompt, prompt_lengths, log_f0, noise_scale=0.0
+        )
+        return wav.reshape(-1).float().cpu()
+
+    def _word_error_rate(self, batch: TTVBatch) -> Tensor:
+        from ..evaluation import transcribe, word_error_rate
+
+        spoken = [self._spoken(batch, index) for index in range(batch.batch_size)]
+        recordings = [
+            batch.audio[index, 0, : int(batch.semantic_lengths[index]) * HOP_LENGTH].float().cpu()
+            for index in range(batch.batch_size)
+        ]
+        heard = transcribe(
+            spoken + recordings, MODEL_SAMPLE_RATE, self.validation_asr_model, device=self.device
+        )
+        pairs = [(h, r) for h, r in zip(heard[: len(spoken)], heard[len(spoken) :]) if r.strip()]
+        if not pairs:  # the ASR heard no word in any recording: nothing to score against
+            return torch.tensor(float("nan"), device=self.device)
+        rate = word_error_rate([h for h, _ in pairs], [r for _, r in pairs])
+        return torch.tensor(rate, device=self.device)
 
     def _log_examples(self, batch: TTVBatch, out: TextToVecTrainingOutput) -> None:
         """Ground-truth / reconstructed / synthesised semantic features as images; the source audio."""
