@@ -16,7 +16,9 @@ transport), and the server's resident memory (min and max sampled every 0.2 s, a
 ``--ttfa``: the released TTS architecture at full size (the deterministic weights of
 ``../shared/parity/fill.py``, as ``benchmarks/inference.py`` builds them) behind the same server:
 time from sending ``POST /v1/audio/speech`` (a 3-sentence paragraph, ``response_format=pcm``, 48 kHz)
-to the first audio bytes, and to the last.
+to the first audio bytes, and to the last. Untrained weights predict durations of their own, so the
+request's ``speed`` is set to give the speaking rate of trained ones (about 3 semantic frames, 60 ms,
+per token of phonemes with blanks), and the first piece lasts about as long as a trained model's.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+TRAINED_FRAMES_PER_TOKEN = 3.0
 PARAGRAPH = (
     "The station was quiet when the last train pulled in. A few passengers stepped onto the platform, "
     "pulling their coats tight against the wind. Somewhere behind them, a clock struck eleven."
@@ -175,7 +178,19 @@ def time_to_first_audio(voices_dir: Path, reps: int) -> list[tuple[float, float,
     tts = TextToSpeech(models.ttv, models.backbone, models.sr48, output_rate=48_000)
     served = ServedModels(super_resolution={48_000: None}, tts=tts)
     base, server, thread = start(create_app(served, ServerOptions(), VoiceLibrary(voices_dir)))
-    request = {"input": PARAGRAPH, "voice": "narrator", "response_format": "pcm"}
+    from hierspeech2.text import text_to_tokens
+
+    tokens = text_to_tokens(PARAGRAPH, "en")
+    prompt = inference.speech(inference.PROMPT_SECONDS, SHARED / "audio", 1)
+    with torch.inference_mode():
+        mel = tts.encode_prompt(prompt, 16_000).mel
+        semantic, _ = models.ttv.infer(
+            tokens[None], torch.tensor([tokens.numel()]), mel, torch.tensor([mel.shape[-1]] * 2)
+        )
+    rate = semantic.shape[-1] / tokens.numel()
+    speed = min(4.0, max(0.25, rate / TRAINED_FRAMES_PER_TOKEN))
+    print(f"ttfa      untrained TTV: {rate:.2f} frames per token; speed {speed:.2f}")
+    request = {"input": PARAGRAPH, "voice": "narrator", "response_format": "pcm", "speed": speed}
     results = []
     with httpx.Client(timeout=300) as http:
         for _ in range(reps + 1):  # the first call warms up (and encodes the voice once)
@@ -186,6 +201,8 @@ def time_to_first_audio(voices_dir: Path, reps: int) -> list[tuple[float, float,
                     first = first or time.perf_counter() - began
                     size += len(chunk)
             results.append((first, time.perf_counter() - began, size / 2 / 48_000))
+    first_piece = tts._stream_pieces(PARAGRAPH, "en", ServerOptions.default("first_piece_chars"))[0][0].text
+    print(f"ttfa      first piece: {first_piece!r}")
     server.should_exit = True
     thread.join(timeout=10)
     return results[1:]
