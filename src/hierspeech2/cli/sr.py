@@ -69,6 +69,13 @@ def add_parser(commands: Any, name: str) -> None:
         default=None,
         help="official SpeechSR .pth (default: the weights packaged with hierspeech2)",
     )
+    sr.add_argument(
+        "--engine",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="what runs SpeechSR: torch, or onnxruntime on the model exported to ONNX once and cached "
+        "(CPU; see README 'Speed')",
+    )
     add_runtime_options(sr, SuperResolutionOptions.default("batch_size"))
 
 
@@ -114,6 +121,8 @@ def run(args: argparse.Namespace) -> None:
         if args.model in default_registry() and not Path(args.model).exists():
             ensure_available([args.model])  # before torch: fail in seconds without the Hub
     runtime = resolve_runtime(args)
+    import torch
+
     from ..pipelines import SuperResolution  # after the checks that need no torch
 
     if args.model is not None:
@@ -124,6 +133,12 @@ def run(args: argparse.Namespace) -> None:
             )
     else:
         model = speechsr(args.rate, args.checkpoint, runtime)
+    if args.engine == "onnxruntime":
+        if runtime.device != "cpu" or runtime.dtype != torch.float32:
+            raise UsageError("--engine onnxruntime runs float32 on the CPU: drop --device/--dtype")
+        from ..onnx import onnx_speechsr
+
+        model = onnx_speechsr(model)
     pipeline = SuperResolution(model, **pipeline_options(SuperResolutionOptions, args))
     if not is_folder:
         path = pipeline.process_file(args.input, args.output, progress=show_progress(args))

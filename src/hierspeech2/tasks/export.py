@@ -82,6 +82,29 @@ def export(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
     return out_dir
 
 
+def export_onnx(spec: str, out_dir: Path) -> Path:
+    """A SpeechSR (a Lightning checkpoint, anything ``load_model`` reads, or ``packaged-24k|48k``) → ONNX."""
+    from ..onnx import export_speechsr
+
+    if spec in ("packaged-24k", "packaged-48k"):
+        from ..models import SpeechSR
+
+        model = SpeechSR.from_packaged(24_000 if spec == "packaged-24k" else 48_000)
+    elif Path(spec).suffix == ".ckpt":
+        native = out_dir.with_name(out_dir.name + ".native")
+        export(Path(spec), native)
+        from ..registry import load_model
+
+        model = load_model(native)
+    else:
+        from ..registry import load_model
+
+        model = load_model(spec)
+    path = export_speechsr(model, out_dir)
+    logger.info("exported %s to %s", type(model).__name__, path / "model.onnx")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``hierspeech2 export CKPT OUT_DIR``."""
     parser = argparse.ArgumentParser(
@@ -90,10 +113,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         "(config.json + model.safetensors).",
     )
     parser.add_argument(
-        "checkpoint", type=Path, help="Lightning checkpoint (.ckpt) written by `lightning fit`"
+        "checkpoint",
+        help="Lightning checkpoint (.ckpt) written by `lightning fit`; with --format onnx also a SpeechSR "
+        "that load_model reads (registry name, official .pth, native folder) or packaged-24k/packaged-48k",
     )
     parser.add_argument(
         "out_dir", type=Path, help="folder to write; load it with hierspeech2.load_model(out_dir)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("native", "onnx"),
+        default="native",
+        help="native: config.json + model.safetensors; onnx: model.onnx + config.json (SpeechSR), which "
+        "hierspeech2.onnx.OnnxSpeechSR runs with onnxruntime",
     )
     from ..cli import add_threads_option, torch_threads
 
@@ -101,7 +133,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         with torch_threads(args.threads):
-            export(args.checkpoint, args.out_dir)
+            if args.format == "onnx":
+                export_onnx(args.checkpoint, args.out_dir)
+            else:
+                export(Path(args.checkpoint), args.out_dir)
     except HierSpeechError as error:  # unreadable checkpoint, or an output folder that cannot be written
         parser.exit(1, f"hierspeech2 export: error: {error}\n")
 
