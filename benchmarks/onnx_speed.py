@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> None:
             ratios = [t / o for t, o in zip(times["torch"], times["ort"])]
             torch_s, ort_s = statistics.median(times["torch"]), statistics.median(times["ort"])
             diff = (outputs["torch"] - outputs["ort"]).abs().max().item()
+            speed_up = statistics.median(ratios)
             print(f"{rate:>6} {seconds:>8g} {torch_s:>8.3f} {ort_s:>8.3f} {torch_s / seconds:>9.3f} "
-                  f"{ort_s / seconds:>8.3f} {statistics.median(ratios):>11.2f}× {diff:>11.2e}", flush=True)  # fmt: skip
+                  f"{ort_s / seconds:>8.3f} {speed_up:>11.2f}× {diff:>11.2e}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
