@@ -86,7 +86,7 @@ def test_serve_command_starts_offline_with_local_models(shared_dir, tmp_path) ->
     command = [
         sys.executable, "-m", "hierspeech2.cli", "serve", "--port", str(port), "--tts",
         "--ttv", str(models["ttv"]), "--backbone", str(models["backbone"]), "--denoise-ratio", "0",
-        "--output-rate", "16000", "--voices", str(voices), "--device", "cpu", "--quiet",
+        "--output-rate", "16000", "--voices", str(voices), "--device", "cpu", "--quiet", "--ui",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -105,6 +105,7 @@ def test_serve_command_starts_offline_with_local_models(shared_dir, tmp_path) ->
             timeout=60,
         )
         assert answer.status_code == 200 and sf.info(io.BytesIO(answer.content)).samplerate == RATE
+        assert httpx.get(f"{base}/ui/", timeout=30).status_code == 200  # the web demo, mounted by --ui
         speech = io.BytesIO()
         sf.write(speech, load_audio(shared_dir / "audio" / "reference_1.wav").numpy(), RATE, format="WAV")
         sr = httpx.post(

@@ -77,6 +77,7 @@ def add_parser(commands: Any, name: str) -> None:
         default=48_000,
         help="rate of TTS and VC audio",
     )
+    serve.add_argument("--ui", action="store_true", help="also serve the web demo (Gradio) at /ui")
     serve.add_argument(
         "--voices", type=Path, default=None, help="folder of built-in voice prompts (id = file name)"
     )

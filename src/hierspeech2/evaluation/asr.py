@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -133,24 +133,39 @@ class PocketSphinx:
         return texts
 
 
-class WhisperTranscriber:
-    """A Whisper checkpoint through transformers: greedy decoding, as F5-TTS and seed-tts-eval use it."""
+class HubAudioModel:
+    """A transformers audio model and its processor (feature extractor), loaded once onto ``device``."""
 
-    def __init__(self, model_id: str | os.PathLike[str], device: str) -> None:
-        from transformers import AutoProcessor, WhisperForConditionalGeneration
+    def __init__(self, model_id: str | os.PathLike[str], device: str, model_class: Any) -> None:
+        from transformers import AutoProcessor
 
         self.processor = AutoProcessor.from_pretrained(model_id)
-        self.model = WhisperForConditionalGeneration.from_pretrained(model_id).to(device).eval()
+        self.model = model_class.from_pretrained(model_id).to(device).eval()
         self.device = torch.device(device)
 
-    @torch.inference_mode()
-    def __call__(self, waveforms: Sequence[Tensor], language: str | None = None) -> list[str]:
-        inputs = self.processor(
+    def inputs(self, waveforms: Sequence[Tensor], padding: bool = True) -> Any:
+        """16 kHz waveforms → the model's input features (with an attention mask), on its device."""
+        extra = {"padding": True} if padding else {}
+        return self.processor(
             [wav.numpy() for wav in waveforms],
             sampling_rate=ASR_SAMPLE_RATE,
             return_tensors="pt",
             return_attention_mask=True,
+            **extra,
         ).to(self.device)
+
+
+class WhisperTranscriber(HubAudioModel):
+    """A Whisper checkpoint through transformers: greedy decoding, as F5-TTS and seed-tts-eval use it."""
+
+    def __init__(self, model_id: str | os.PathLike[str], device: str) -> None:
+        from transformers import WhisperForConditionalGeneration
+
+        super().__init__(model_id, device, WhisperForConditionalGeneration)
+
+    @torch.inference_mode()
+    def __call__(self, waveforms: Sequence[Tensor], language: str | None = None) -> list[str]:
+        inputs = self.inputs(waveforms, padding=False)  # Whisper pads every input to 30 s itself
         options = {"task": "transcribe"} if language is None else {"task": "transcribe", "language": language}
         tokens = self.model.generate(
             inputs.input_features.to(self.model.dtype), attention_mask=inputs.attention_mask, **options
@@ -158,26 +173,18 @@ class WhisperTranscriber:
         return [text.strip() for text in self.processor.batch_decode(tokens, skip_special_tokens=True)]
 
 
-class CTCTranscriber:
+class CTCTranscriber(HubAudioModel):
     """A CTC model (HuBERT, wav2vec 2.0) through transformers: greedy CTC decoding."""
 
     def __init__(self, model_id: str | os.PathLike[str], device: str) -> None:
-        from transformers import AutoModelForCTC, AutoProcessor
+        from transformers import AutoModelForCTC
 
-        self.processor = AutoProcessor.from_pretrained(model_id)
-        self.model = AutoModelForCTC.from_pretrained(model_id).to(device).eval()
-        self.device = torch.device(device)
+        super().__init__(model_id, device, AutoModelForCTC)
 
     @torch.inference_mode()
     def __call__(self, waveforms: Sequence[Tensor], language: str | None = None) -> list[str]:
         _english_only("This CTC model", language)
-        inputs = self.processor(
-            [wav.numpy() for wav in waveforms],
-            sampling_rate=ASR_SAMPLE_RATE,
-            return_tensors="pt",
-            padding=True,
-            return_attention_mask=True,
-        ).to(self.device)
+        inputs = self.inputs(waveforms)
         logits = self.model(inputs.input_values, attention_mask=inputs.get("attention_mask")).logits
         texts = self.processor.batch_decode(logits.argmax(dim=-1))
         return [" ".join(text.split()) for text in texts]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .asr import ASR_SAMPLE_RATE, _is_one, _mono16k
+from .asr import ASR_SAMPLE_RATE, HubAudioModel, _is_one, _mono16k
 
 __all__ = [
     "SPEAKER_MODELS",
@@ -124,23 +124,14 @@ class Resemblyzer:
         return torch.stack(embeddings)
 
 
-class XVectorEncoder:
+class XVectorEncoder(HubAudioModel):
     """An x-vector model of transformers (``WavLMForXVector``, ``Wav2Vec2ForXVector``…)."""
 
     def __init__(self, model_id: str | os.PathLike[str], device: str) -> None:
-        from transformers import AutoFeatureExtractor, AutoModelForAudioXVector
+        from transformers import AutoModelForAudioXVector
 
-        self.features = AutoFeatureExtractor.from_pretrained(model_id)
-        self.model = AutoModelForAudioXVector.from_pretrained(model_id).to(device).eval()
-        self.device = torch.device(device)
+        super().__init__(model_id, device, AutoModelForAudioXVector)
 
     @torch.inference_mode()
     def __call__(self, waveforms: Sequence[Tensor]) -> Tensor:
-        inputs = self.features(
-            [wav.numpy() for wav in waveforms],
-            sampling_rate=ASR_SAMPLE_RATE,
-            return_tensors="pt",
-            padding=True,
-            return_attention_mask=True,
-        ).to(self.device)
-        return self.model(**inputs).embeddings
+        return self.model(**self.inputs(waveforms)).embeddings

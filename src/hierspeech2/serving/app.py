@@ -67,6 +67,25 @@ class _ClientGone(Exception):
     pass
 
 
+ERROR_STATUS: dict[type[Exception], int] = {
+    VoiceNotFound: 404,
+    VoiceStoreFull: 409,
+    PermissionError: 403,  # deleting a built-in voice
+    HierSpeechError: 400,  # bad audio, text, settings
+}
+"""The status of each error a request can cause (besides validation, 413 and 429)."""
+
+
+def super_resolution_work(pipeline: Any, wav: torch.Tensor, input_rate: int, output_rate: int) -> Work:
+    """Queued super-resolution of one upload; waiting items of one output rate run as one batch."""
+
+    def run(inputs: Sequence[Any]) -> list[Any]:
+        jobs = [SuperResolutionJob(audio, None, audio_rate) for audio, audio_rate in inputs]
+        return [result.audio if result.ok else result.error for result in pipeline.process_many(jobs)]
+
+    return Work(run, (wav, input_rate), batch_key=("sr", output_rate))
+
+
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "code": status}}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -108,21 +127,14 @@ def create_app(
     async def busy(request: Request, error: Busy) -> JSONResponse:
         return _error(429, str(error), "rate_limit_error", {"Retry-After": str(error.retry_after)})
 
-    @app.exception_handler(VoiceNotFound)
-    async def voice_not_found(request: Request, error: VoiceNotFound) -> JSONResponse:
-        return _error(404, str(error), "invalid_request_error")
+    def answer_with(status: int) -> Any:
+        async def handler(request: Request, error: Exception) -> JSONResponse:
+            return _error(status, str(error), "invalid_request_error")
 
-    @app.exception_handler(VoiceStoreFull)
-    async def voices_full(request: Request, error: VoiceStoreFull) -> JSONResponse:
-        return _error(409, str(error), "invalid_request_error")
+        return handler
 
-    @app.exception_handler(PermissionError)
-    async def forbidden(request: Request, error: PermissionError) -> JSONResponse:
-        return _error(403, str(error), "invalid_request_error")
-
-    @app.exception_handler(HierSpeechError)
-    async def bad_input(request: Request, error: HierSpeechError) -> JSONResponse:
-        return _error(400, str(error), "invalid_request_error")
+    for error_type, status in ERROR_STATUS.items():
+        app.add_exception_handler(error_type, answer_with(status))
 
     @app.exception_handler(_ClientGone)
     async def client_gone(request: Request, error: _ClientGone) -> Response:
@@ -332,11 +344,7 @@ def create_app(
         wav, input_rate = await read_upload(file, "the audio", options.max_audio_seconds)
         pipeline = models.super_resolution[rate]
 
-        def run(inputs: Sequence[Any]) -> list[Any]:
-            jobs = [SuperResolutionJob(audio, None, audio_rate) for audio, audio_rate in inputs]
-            return [result.audio if result.ok else result.error for result in pipeline.process_many(jobs)]
-
-        future = engine.submit(Work(run, (wav, input_rate), batch_key=("sr", rate)))
+        future = engine.submit(super_resolution_work(pipeline, wav, input_rate, rate))
         out = await wait_for(future, request)
         return audio_response(out, rate, response_format)
 

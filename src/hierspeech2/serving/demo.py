@@ -14,7 +14,7 @@ import torch
 
 from ..constants import MODEL_SAMPLE_RATE
 from ..errors import HierSpeechError
-from ..pipelines.jobs import SuperResolutionJob
+from .app import super_resolution_work
 from .codec import decode_upload
 from .engine import Busy, Work
 
@@ -63,11 +63,7 @@ def build_demo(app: Any, examples: list[Path] | None = None) -> Any:
         wav, input_rate = read(path, "audio to super-resolve")
         pipeline = models.super_resolution[int(rate)]
 
-        def batch(inputs: Any) -> list[Any]:
-            jobs = [SuperResolutionJob(audio, None, audio_rate) for audio, audio_rate in inputs]
-            return [r.audio if r.ok else r.error for r in pipeline.process_many(jobs)]
-
-        future = engine.submit(Work(batch, (wav, input_rate), batch_key=("sr", int(rate))))
+        future = engine.submit(super_resolution_work(pipeline, wav, input_rate, int(rate)))
         try:
             out = future.result(timeout=options.request_timeout)
         except (HierSpeechError, ValueError) as error:
