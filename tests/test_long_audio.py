@@ -250,3 +250,22 @@ def test_peak_memory_of_streamed_vc_and_sr_does_not_grow_from_1_to_10_minutes(tm
             f"{long['peak_rss_mb']:.1f} MB for 10 min"
         )
         assert long["peak_rss_mb"] - short["peak_rss_mb"] < MEMORY_GROWTH_LIMIT_MB, (kind, short, long)
+
+
+def test_vc_stream_yields_the_whole_conversion_window_by_window(tiny_vc_parts, speech) -> None:
+    plan = ChunkPlan.from_seconds(2.56, 0.64, 0.16, RATE, 1280)
+    source = torch.cat(speech[:3])  # 9 s: 4 windows
+    vc = vc_pipeline(tiny_vc_parts, plan)
+    whole, _ = vc(source, speech[3], source_rate=RATE, target_rate=RATE)
+    blocks = list(vc.stream(source, speech[3], source_rate=RATE, target_rate=RATE))
+    assert len(blocks) >= len(plan.windows(source.numel()))
+    streamed = torch.cat(blocks)
+    assert streamed.shape == whole.shape and (streamed - whole).abs().max() < 1e-5
+    loud = VoiceConversion(
+        *tiny_vc_parts, chunk_plan=plan, output_rate=RATE, noise_scale=0.0, f0_extractor=tiny_models.energy_f0
+    )
+    peaks = [
+        float(block.abs().max())
+        for block in loud.stream(source, speech[3], source_rate=RATE, target_rate=RATE)
+    ]
+    assert max(peaks) <= 0.999 + 1e-6 and peaks[0] == pytest.approx(0.999, abs=1e-6)

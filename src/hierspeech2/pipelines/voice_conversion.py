@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,14 +18,14 @@ from ..chunking import ChunkPlan, CrossFader, Window
 from ..constants import F0_HOP, PAD_MULTIPLE
 from ..errors import SettingError
 from ..models import HierSpeech2, SpeechSR
-from ..nn.inference import inference
+from ..nn.inference import inference, inference_context
 from ..options import VoiceConversionOptions
 from ..pitch import f0_extractor
 from .base import option
 from .inputs import AudioInput, check_peak, open_reader
 from .jobs import ConversionJob, Result
 from .prompts import Prompt, PromptCache
-from .scheduler import Run, device_of, finish_runs, make_sink, run_windows, seeded
+from .scheduler import PEAK, Run, device_of, finish_runs, make_sink, run_windows, seeded
 from .synthesis import Synthesis
 
 if TYPE_CHECKING:
@@ -169,6 +169,43 @@ class VoiceConversion(Synthesis[VoiceConversionOptions]):
         jobs = [ConversionJob.of(job) for job in jobs]
         return self._run(jobs, seed, False, progress, noise_scale=noise_scale, denoise_ratio=denoise_ratio)
 
+    def stream(
+        self,
+        source: AudioInput,
+        target: AudioInput | Prompt,
+        *,
+        source_rate: int | None = None,
+        target_rate: int | None = None,
+        seed: int | None = None,
+        **settings: float | None,
+    ) -> Iterator[Tensor]:
+        """Convert ``source`` window by window, yielding blocks of audio ``[n]`` at ``output_rate``.
+
+        The blocks joined are the whole conversion (the same windows and cross-fades as
+        :meth:`__call__`; with ``noise_scale=0`` the same audio up to loudness). Source F0 and the
+        prompt are prepared before the first block. Loudness: the first window sets the gain of the
+        stream, lowered for a later one only as far as it would clip. ``seed`` seeds window ``i``
+        with ``seed + i``.
+        """
+        job = ConversionJob(source, target, None, source_rate, target_rate)
+        with inference_context():
+            options, (run,) = self._start_runs(
+                [job], _ConversionRun, lambda item: item.target, settings, True
+            )
+        target_peak = run.sink.target_peak if self.scale_norm != "none" else None
+        blocks = _BlockSink()
+        run.sink = blocks
+        gain = None
+        for index, window in enumerate(list(run.windows)):
+            with inference_context(), seeded(None if seed is None else seed + index):
+                (audio,) = self._render([(run, window)], options)
+            run.push(audio, self.ratio, window)
+            for block in blocks.take():
+                peak = float(block.abs().max()) if block.numel() else 0.0
+                if target_peak is not None and peak > 0:
+                    gain = target_peak / peak if gain is None else min(gain, target_peak / peak)
+                yield block * (gain or 1.0)
+
     def _run(
         self,
         jobs: Sequence[ConversionJob],
@@ -212,3 +249,26 @@ class VoiceConversion(Synthesis[VoiceConversionOptions]):
         return self._render_rows(
             semantic, log_f0.unsqueeze(1), prompts, options.noise_scale, options.denoise_ratio
         )
+
+
+class _BlockSink:
+    """The blocks a run writes, kept until :meth:`take` hands them on (:meth:`VoiceConversion.stream`)."""
+
+    target_peak = PEAK
+
+    def __init__(self) -> None:
+        self.blocks: list[Tensor] = []
+
+    def write(self, block: Tensor) -> None:
+        if block.numel():
+            self.blocks.append(block.detach().reshape(-1).float().cpu())
+
+    def take(self) -> list[Tensor]:
+        blocks, self.blocks = self.blocks, []
+        return blocks
+
+    def close(self) -> None:
+        return None
+
+    def discard(self) -> None:
+        self.blocks = []
