@@ -36,13 +36,15 @@ OPSET = 18
 
 def export_speechsr(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``model`` (a :class:`~hierspeech2.models.SpeechSR`) to ``out_dir``: model.onnx, config.json."""
-    from .nn.inference import fuse_weight_norm
+    from .nn.inference import fuse_weight_norm, use_fast_activations
 
     if not hasattr(model, "generator") or not hasattr(model, "output_rate"):
         raise CheckpointError(f"ONNX export takes a SpeechSR model, not a {type(model).__name__}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    generator = fuse_weight_norm(copy.deepcopy(model).float().cpu().eval()).generator
+    # the reference activations trace to plain ops (a pipeline may have switched the model to the fast ones)
+    reference = use_fast_activations(copy.deepcopy(model).float().cpu().eval(), enabled=False)
+    generator = fuse_weight_norm(reference).generator
     example = torch.zeros(1, 1, 16_000)
     batch = torch.export.Dim("batch", min=1, max=1024)
     samples = torch.export.Dim("samples", min=MIN_EXPORT_SAMPLES, max=16_000 * 3_600 * 4)

@@ -134,12 +134,19 @@ class PocketSphinx:
 
 
 class HubAudioModel:
-    """A transformers audio model and its processor (feature extractor), loaded once onto ``device``."""
+    """A transformers audio model and its processor (feature extractor), loaded once onto ``device``.
+
+    Models that decode text load the full processor (feature extractor + tokenizer); the others only
+    the feature extractor, since recent transformers refuse an ``AutoProcessor`` without a tokenizer.
+    """
+
+    decodes_text = True
 
     def __init__(self, model_id: str | os.PathLike[str], device: str, model_class: Any) -> None:
-        from transformers import AutoProcessor
+        from transformers import AutoFeatureExtractor, AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(model_id)
+        loader = AutoProcessor if self.decodes_text else AutoFeatureExtractor
+        self.processor = loader.from_pretrained(model_id)
         self.model = model_class.from_pretrained(model_id).to(device).eval()
         self.device = torch.device(device)
 

@@ -127,6 +127,8 @@ class Resemblyzer:
 class XVectorEncoder(HubAudioModel):
     """An x-vector model of transformers (``WavLMForXVector``, ``Wav2Vec2ForXVector``…)."""
 
+    decodes_text = False
+
     def __init__(self, model_id: str | os.PathLike[str], device: str) -> None:
         from transformers import AutoModelForAudioXVector
 
