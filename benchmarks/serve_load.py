@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import platform
 import resource
 import socket
@@ -165,8 +166,13 @@ def load_phase(base: str, clients: int, seconds: float, clip: bytes) -> dict:
     }
 
 
-def time_to_first_audio(voices_dir: Path, reps: int) -> list[tuple[float, float, float]]:
-    """(first audio, last byte, audio seconds) of streamed full-size TTS at 48 kHz, ``reps`` times."""
+def time_to_first_audio(voices_dir: Path, reps: int) -> list[tuple[float, float, float, float]]:
+    """(first audio, last byte, audio seconds, least playback slack) of streamed full-size TTS at
+    48 kHz, ``reps`` times.
+
+    Slack: how far ahead of a player that starts at the first byte each chunk arrives (negative: the
+    player would wait that long).
+    """
     import inference
 
     from hierspeech2.options import ServerOptions
@@ -195,12 +201,14 @@ def time_to_first_audio(voices_dir: Path, reps: int) -> list[tuple[float, float,
     with httpx.Client(timeout=300) as http:
         for _ in range(reps + 1):  # the first call warms up (and encodes the voice once)
             began = time.perf_counter()
-            first, size = None, 0
+            first, size, slack = None, 0, math.inf
             with http.stream("POST", f"{base}/v1/audio/speech", json=request) as answer:
                 for chunk in answer.iter_bytes():
-                    first = first or time.perf_counter() - began
+                    now = time.perf_counter() - began
+                    first = first or now
+                    slack = min(slack, first + size / 2 / 48_000 - now)
                     size += len(chunk)
-            results.append((first, time.perf_counter() - began, size / 2 / 48_000))
+            results.append((first, time.perf_counter() - began, size / 2 / 48_000, slack))
     first_piece = tts._stream_pieces(PARAGRAPH, "en", ServerOptions.default("first_piece_chars"))[0][0].text
     print(f"ttfa      first piece: {first_piece!r}")
     server.should_exit = True
@@ -240,9 +248,10 @@ def main(argv: list[str] | None = None) -> None:
         ]
         print(f"{name:9s} " + ", ".join(cells), flush=True)
     if args.ttfa:
-        for first, last, audio in time_to_first_audio(voices, args.reps):
+        for first, last, audio, slack in time_to_first_audio(voices, args.reps):
             print(f"ttfa      first audio {first:.2f} s, whole {last:.2f} s for {audio:.1f} s of 48 kHz "
-                  f"audio (real-time factor {last / audio:.2f})", flush=True)  # fmt: skip
+                  f"audio (real-time factor {last / audio:.2f}); least playback slack {slack:+.2f} s",
+                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

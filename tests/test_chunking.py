@@ -12,7 +12,7 @@ import torch
 
 from hierspeech2.audio import load_audio
 from hierspeech2.audio_stream import AudioReader, FileSink, MemorySink
-from hierspeech2.chunking import ChunkPlan, CrossFader, fade_in_weights
+from hierspeech2.chunking import ChunkPlan, CrossFader, fade_in_weights, growing_windows
 from hierspeech2.errors import AudioError, AudioFileNotFoundError
 
 
@@ -51,6 +51,37 @@ def test_identity_model_is_reconstructed_exactly() -> None:
     # an upsampling "model": the ratio maps every position, fades included
     upsampled = join(signal, plan, lambda x: x.repeat_interleave(3), ratio=3.0)
     torch.testing.assert_close(upsampled, signal.repeat_interleave(3), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("total", [1, 640, 641, 1_000, 1_001, 4_321, 20_000, 100_003])
+def test_growing_windows_double_from_the_first_and_rebuild_the_signal(total: int) -> None:
+    windows = growing_windows(total, first=400, largest=3_200, context=100, crossfade=200, multiple=100)
+    if total <= 400 + 100:
+        assert [(w.start, w.end, w.keep_start, w.keep_end) for w in windows] == [(0, total, 0, total)]
+        return
+    cores = [w.core_end - w.core_start for w in windows]
+    assert windows[0].core_start == 0 and windows[-1].core_end == total and windows[-1].end == total
+    assert cores[:-1] == [min(3_200, 400 * 2**i) for i in range(len(cores) - 1)]
+    assert 100 < cores[-1] <= min(3_200, 400 * 2 ** (len(cores) - 1)) + 100  # the tail: past one context
+    for before, after in pairwise(windows):
+        assert before.core_end == after.core_start and after.start % 100 == 0
+        assert before.keep_end - after.keep_start == 200 and after.keep_end - after.keep_start > 200
+        assert after.start == after.core_start - 100
+    signal = torch.randn(total, dtype=torch.float64)
+    fader = CrossFader(200)
+    parts = [fader.push(w.crop(signal[w.start : w.end])) for w in windows]
+    torch.testing.assert_close(torch.cat([*parts, fader.finish()]), signal, rtol=0, atol=1e-12)
+
+
+def test_growing_windows_refuse_bad_geometry() -> None:
+    with pytest.raises(ValueError, match="cannot plan windows over 0"):
+        growing_windows(0, 400, 3_200, 100, 200, 100)
+    with pytest.raises(ValueError, match="first \\(450\\) must be a non-negative multiple of 100"):
+        growing_windows(5_000, 450, 3_200, 100, 200, 100)
+    with pytest.raises(ValueError, match="first \\(800\\) <= largest \\(400\\)"):
+        growing_windows(5_000, 800, 400, 100, 200, 100)
+    with pytest.raises(ValueError, match="crossfade \\(400\\)"):
+        growing_windows(5_000, 400, 3_200, 100, 400, 100)
 
 
 def test_crossfade_blends_disagreeing_windows_without_steps() -> None:

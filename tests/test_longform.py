@@ -10,6 +10,7 @@ import torch
 from hierspeech2.audio import load_audio
 from hierspeech2.errors import AudioFileNotFoundError, TextError
 from hierspeech2.pipelines import TextToSpeech
+from hierspeech2.pipelines.text_to_speech import FIRST_BLOCK_SECONDS
 from hierspeech2.text.segment import split_text
 
 RATE = 16_000
@@ -111,7 +112,9 @@ def test_stream_yields_pieces_in_order_with_a_short_first_piece(prompts) -> None
     pieces = tts._stream_pieces(PARAGRAPH, "en", 30)
     assert len(pieces[0][0].text) <= 30 and len(pieces) > len(split_text(PARAGRAPH))
     assert " ".join(piece.text for piece, _ in pieces).split() == PARAGRAPH.split()
-    blocks = list(tts.stream(PARAGRAPH, prompts[0], prompt_rate=RATE, first_piece_chars=30))
+    blocks = list(
+        tts.stream(PARAGRAPH, prompts[0], prompt_rate=RATE, first_piece_chars=30, first_block_seconds=None)
+    )
     speech = blocks[0::2]
     assert len(speech) == len(pieces) and len(blocks) == 2 * len(pieces) - 1
     assert all(block.abs().max() == 0 for block in blocks[1::2])  # the pauses
@@ -121,6 +124,25 @@ def test_stream_yields_pieces_in_order_with_a_short_first_piece(prompts) -> None
     alone = tts.synthesize_from_tokens(pieces[0][1], tts.encode_prompt(prompts[0], RATE).mel)
     first, edge = blocks[0], round(0.005 * RATE)
     torch.testing.assert_close(first[edge:-edge], alone[edge:-edge], atol=1e-5, rtol=0)
+
+
+def test_stream_renders_pieces_in_growing_windows_that_join_to_the_whole(prompts) -> None:
+    tts = deterministic_tts(scale_norm="none")  # no gain: block and piece peaks differ
+    windowed = list(tts.stream(PARAGRAPH, prompts[0], prompt_rate=RATE, first_piece_chars=30))
+    whole = list(
+        tts.stream(PARAGRAPH, prompts[0], prompt_rate=RATE, first_piece_chars=30, first_block_seconds=None)
+    )
+    # the first block: the first window's core less half a cross-fade (held back to blend the next)
+    assert windowed[0].numel() == round((FIRST_BLOCK_SECONDS - 0.08) * RATE) < whole[0].numel() / 2
+    assert len(windowed) > len(whole)
+    joined, alone = torch.cat(windowed), torch.cat(whole)
+    assert joined.shape == alone.shape
+    # no noise: the windows (0.24 s of context each side) rebuild the whole rendering
+    difference = (joined - alone).abs().max().item()
+    print(f"windowed stream vs whole pieces: max |diff| {difference:.2e}, peak {alone.abs().max():.3f}")
+    assert difference < 5e-3 * alone.abs().max()  # a window off by one frame would miss by ~ the peak
+    with pytest.raises(ValueError, match="first_block_seconds must be a positive number"):
+        next(tts.stream(PARAGRAPH, prompts[0], prompt_rate=RATE, first_block_seconds=0.0))
 
 
 def test_stream_is_reproducible_and_refuses_unwritable_text_before_audio(prompts) -> None:

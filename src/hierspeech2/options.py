@@ -50,6 +50,12 @@ MAX_PIECE_CHARS = 200
 """Longest text piece for one TTV call: the official scripts' practical limit."""
 DEFAULT_LANGUAGE = "en"
 """The language of the released text-to-vec model (English, as espeak-ng's ``en-us``)."""
+FIRST_PIECE_CHARS = 60
+"""Streaming TTS cuts its first piece to about this many characters (at a clause or word
+boundary), so that the first audio comes early; later pieces are spoken while it plays."""
+FIRST_BLOCK_SECONDS = 0.48
+"""Streaming TTS renders this much of its first piece in its first backbone call (later windows
+double)."""
 
 
 class _Defaults:
@@ -297,6 +303,7 @@ class ServerOptions(_Defaults):
         voice_cache_size: encoded voice prompts kept (least recently used dropped first).
         max_voices: uploaded voices kept at once.
         first_piece_chars: streaming TTS cuts its first piece to about this many characters.
+        first_block_seconds: streaming TTS renders this much audio in its first backbone call.
         sr_batch_size: super-resolution requests of equal length run together, up to this many.
     """
 
@@ -309,7 +316,8 @@ class ServerOptions(_Defaults):
     request_timeout: float = 300.0
     voice_cache_size: int = 32
     max_voices: int = 256
-    first_piece_chars: int = 60
+    first_piece_chars: int = FIRST_PIECE_CHARS
+    first_block_seconds: float = FIRST_BLOCK_SECONDS
     sr_batch_size: int = 8
 
     def __post_init__(self) -> None:
@@ -317,7 +325,7 @@ class ServerOptions(_Defaults):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("first_piece_chars", self.first_piece_chars, minimum=1)
         _check_int("sr_batch_size", self.sr_batch_size, minimum=1)
-        for name in ("max_audio_seconds", "max_prompt_seconds", "request_timeout"):
+        for name in ("max_audio_seconds", "max_prompt_seconds", "request_timeout", "first_block_seconds"):
             self._set_number(name, 0.0, None, open_low=True)
 
     def _set_number(self, name: str, low: float, high: float | None, open_low: bool = False) -> None:

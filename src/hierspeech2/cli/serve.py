@@ -38,6 +38,7 @@ LIMITS = {
     "voice_cache_size": "encoded voice prompts kept",
     "max_voices": "uploaded voices kept",
     "first_piece_chars": "streaming TTS cuts its first piece to about this many characters",
+    "first_block_seconds": "streaming TTS renders this much audio in its first backbone call",
     "sr_batch_size": "super-resolution requests run together",
 }
 """Help of the :class:`~hierspeech2.options.ServerOptions` flags (a test keeps it complete)."""

@@ -558,8 +558,9 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
             semantic_part, log_f0_part = self.decode(
                 prior_sample[index, :, :length], frame_mask[index, :, :length], style[index]
             )
-            semantic[index, :, :length] = semantic_part
-            log_f0[index, :, : log_f0_part.shape[-1]] = log_f0_part
+            # under autocast the decoder's parts may come back in another dtype than the buffers
+            semantic[index, :, :length] = semantic_part.to(semantic.dtype)
+            log_f0[index, :, : log_f0_part.shape[-1]] = log_f0_part.to(log_f0.dtype)
         return semantic, log_f0, semantic_lengths
 
     def infer(

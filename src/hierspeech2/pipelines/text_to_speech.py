@@ -16,12 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from ..audio_stream import MemorySink
-from ..chunking import fade_in_weights
-from ..constants import F0_FRAMES_PER_HOP, PITCH_FLOOR_HZ
+from ..chunking import CrossFader, Window, fade_in_weights, growing_windows
+from ..constants import F0_FRAMES_PER_HOP, HOP_LENGTH, MODEL_SAMPLE_RATE, PAD_MULTIPLE, PITCH_FLOOR_HZ
 from ..errors import MissingSymbolsError, TextError
 from ..models import HierSpeech2, SpeechSR, TextToVec
 from ..nn.inference import inference, inference_context
-from ..options import TextToSpeechOptions
+from ..options import FIRST_BLOCK_SECONDS, FIRST_PIECE_CHARS, TextToSpeechOptions
 from ..text import SYMBOLS, missing_symbols_message, text_to_tokens
 from ..text.segment import Piece, split_text
 from .base import option
@@ -42,13 +42,32 @@ from .scheduler import (
 )
 from .synthesis import Synthesis
 
-__all__ = ["FIRST_PIECE_CHARS", "PIECE_EDGE_FADE_SECONDS", "PITCH_FLOOR_HZ", "TextToSpeech"]
+__all__ = [
+    "FIRST_BLOCK_SECONDS",
+    "FIRST_PIECE_CHARS",
+    "PIECE_EDGE_FADE_SECONDS",
+    "PITCH_FLOOR_HZ",
+    "STREAM_CONTEXT_SECONDS",
+    "TextToSpeech",
+]
 
 PIECE_EDGE_FADE_SECONDS = 0.005
 """Long-form TTS fades the edges of its pieces, so that the pauses start and end without clicks."""
-FIRST_PIECE_CHARS = 60
-""":meth:`TextToSpeech.stream` cuts its first piece to about this many characters (at a clause or
-word boundary), so that the first audio comes early; later pieces are spoken while it plays."""
+STREAM_CONTEXT_SECONDS = 0.24
+"""Context each side of a streamed backbone window (its output there is discarded); neighbouring
+windows cross-fade over 0.16 s."""
+STREAM_CONTEXT = round(STREAM_CONTEXT_SECONDS * MODEL_SAMPLE_RATE)
+STREAM_CROSSFADE = 2 * PAD_MULTIPLE  # 0.16 s, as voice conversion's windows
+STREAM_LARGEST_WINDOW = 64 * PAD_MULTIPLE  # 5.12 s owned by one streamed backbone call
+
+
+def _aligned_samples(seconds: float, name: str) -> int:
+    """Seconds → 16 kHz samples, a whole number (at least one) of :data:`PAD_MULTIPLE` (0.08 s)."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {seconds}")
+    return min(
+        STREAM_LARGEST_WINDOW, max(1, round(seconds * MODEL_SAMPLE_RATE / PAD_MULTIPLE)) * PAD_MULTIPLE
+    )
 
 
 @dataclass
@@ -163,19 +182,29 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         prompt_rate: int | None = None,
         seed: int | None = None,
         first_piece_chars: int = FIRST_PIECE_CHARS,
+        first_block_seconds: float | None = FIRST_BLOCK_SECONDS,
         **settings: Any,
     ) -> Iterator[Tensor]:
         """Speak ``text`` piece by piece: yields blocks of audio ``[n]`` at ``output_rate`` as they are made.
 
         The first piece is cut to about ``first_piece_chars`` characters so that audio starts early
-        (F5-TTS does the same); pauses between pieces come as blocks of silence. The whole text is
-        checked (and refused with :class:`~hierspeech2.errors.MissingSymbolsError`) and the prompt
-        encoded before the first block. Loudness: the first piece sets the gain of the whole
-        stream (``scale_norm``), lowered for a later piece only as far as it would clip.
-        ``seed`` makes every piece reproducible (piece ``i`` is seeded with ``seed + i``).
+        (F5-TTS does the same), and the backbone renders it in windows that grow from
+        ``first_block_seconds`` (doubling, with :data:`STREAM_CONTEXT_SECONDS` of context each side
+        and cross-fades; :func:`~hierspeech2.chunking.growing_windows`), so the first block does
+        not wait for the whole piece; later pieces continue the growth. ``first_block_seconds=None``
+        renders every piece whole. Pauses between pieces come as blocks of silence. The whole text
+        is checked (and refused with :class:`~hierspeech2.errors.MissingSymbolsError`) and the
+        prompt encoded before the first block. Loudness: the first block sets the gain of the whole
+        stream (``scale_norm``), lowered for a later one only as far as it would clip. ``seed``
+        makes every piece reproducible (piece ``i`` is seeded with ``seed + i``).
         """
         if first_piece_chars < 1:
             raise ValueError(f"first_piece_chars must be positive, got {first_piece_chars}")
+        core = (
+            None
+            if first_block_seconds is None
+            else _aligned_samples(first_block_seconds, "first_block_seconds")
+        )
         options = self._call_options(settings)
         with inference_context():
             pieces = self._stream_pieces(text, options.language, first_piece_chars)
@@ -186,21 +215,63 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         target = self._peak_for(prompt)
         gain = None
         for index, (piece, tokens) in enumerate(pieces):
-            with inference_context(), seeded(None if seed is None else seed + index):
-                (audio,) = self._speak(tokens.reshape(1, -1), [prompt], options)
-            audio = audio.float().cpu()
-            peak = float(audio.abs().max())
-            if self.scale_norm != "none" and peak > 0:
-                gain = target / peak if gain is None else min(gain, target / peak)
-            audio = audio * (gain or 1.0)
-            if len(pieces) > 1:
-                edge = min(round(PIECE_EDGE_FADE_SECONDS * self.output_rate), audio.numel() // 2)
-                ramp = fade_in_weights(edge, audio)
-                audio[:edge] *= ramp
-                audio[audio.numel() - edge :] *= ramp.flip(0)
-            yield audio
+            blocks = self._stream_piece(tokens, prompt, options, core, seed, index)
+            for audio, first, last, windows in blocks:
+                if not audio.numel():
+                    continue
+                peak = float(audio.abs().max())
+                if self.scale_norm != "none" and peak > 0:
+                    gain = target / peak if gain is None else min(gain, target / peak)
+                audio = audio * (gain or 1.0)
+                if len(pieces) > 1:  # fade the piece's edges, so that pauses start and end without clicks
+                    edge = min(round(PIECE_EDGE_FADE_SECONDS * self.output_rate), audio.numel() // 2)
+                    ramp = fade_in_weights(edge, audio)
+                    if first:
+                        audio[:edge] *= ramp
+                    if last:
+                        audio[audio.numel() - edge :] *= ramp.flip(0)
+                yield audio
+            if core is not None:
+                core = min(STREAM_LARGEST_WINDOW, core * 2**windows)
             if index < len(pieces) - 1:
-                yield audio.new_zeros(round(piece.pause * self.output_rate))
+                yield torch.zeros(round(piece.pause * self.output_rate))
+
+    def _stream_piece(
+        self,
+        tokens: Tensor,
+        prompt: Prompt,
+        options: TextToSpeechOptions,
+        core: int | None,
+        seed: int | None,
+        index: int,
+    ) -> Iterator[tuple[Tensor, bool, bool, int]]:
+        """One piece's audio as blocks (unnormalised), each with whether it starts or ends the piece
+        and the number of windows of the piece."""
+        with inference_context(), seeded(None if seed is None else seed + index):
+            semantic, log_f0, frames = self._text_to_vec(tokens.reshape(1, -1), [prompt], options)
+        total = int(frames[0]) * HOP_LENGTH
+        if core is None:
+            windows = [Window(0, total, 0, total, 0, total)]
+        else:
+            windows = growing_windows(
+                total, core, STREAM_LARGEST_WINDOW, STREAM_CONTEXT, STREAM_CROSSFADE, PAD_MULTIPLE
+            )
+        ratio = self.output_rate / MODEL_SAMPLE_RATE
+        fader = CrossFader(round(STREAM_CROSSFADE * ratio) if len(windows) > 1 else 0)
+        for number, window in enumerate(windows):
+            with inference_context(), seeded(None if seed is None else hash((seed, index, number)) % 2**31):
+                first, last = window.start // HOP_LENGTH, -(-window.end // HOP_LENGTH)
+                (audio,) = self._render_rows(
+                    semantic[..., first:last],
+                    log_f0[..., F0_FRAMES_PER_HOP * first : F0_FRAMES_PER_HOP * last],
+                    [prompt],
+                    options.noise_scale_vc,
+                    options.denoise_ratio,
+                )
+                finished = fader.push(window.crop(audio, ratio))
+            # one window: its output is the whole piece; several: the fader's tail ends it
+            yield finished, number == 0, len(windows) == 1, len(windows)
+        yield fader.finish(), False, len(windows) > 1, len(windows)
 
     def _stream_pieces(self, text: str, language: str, first_piece_chars: int) -> list[tuple[Piece, Tensor]]:
         """The pieces of ``text`` with the first cut short (at a clause or word boundary)."""
@@ -345,21 +416,7 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
     ) -> list[Tensor]:
         """Token rows [B, L] (zero-padded) → one waveform per row, unnormalised; TTV batched,
         backbone by length."""
-        device = device_of(self.ttv)
-        token_lengths = token_lengths or [tokens.shape[-1]] * tokens.shape[0]
-        # the prompt rows in the backbone's dtype, then in the TTV's (as it always was)
-        prompt_mel, prompt_lengths = self._prompt_rows(prompts)
-        semantic, log_f0, frames = self.ttv.infer_with_lengths(
-            tokens.to(device),
-            torch.tensor(token_lengths, device=device),
-            prompt_mel.to(device, dtype_of(self.ttv)),
-            prompt_lengths.to(device),
-            noise_scale=options.noise_scale_ttv,
-            noise_scale_w=options.noise_scale_w,
-            length_scale=options.length_scale,
-            denoise_ratio=options.denoise_ratio,
-        )
-        log_f0 = log_f0.masked_fill(log_f0 < math.log(PITCH_FLOOR_HZ), 0.0)
+        semantic, log_f0, frames = self._text_to_vec(tokens, prompts, options, token_lengths)
         frames = frames.tolist()
         audio: list[Tensor | None] = [None] * len(frames)
         for rows in equal_length_groups(range(len(frames)), lambda row: frames[row], len(frames)):
@@ -374,6 +431,31 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
             for row, wav in zip(rows, out):
                 audio[row] = wav
         return audio
+
+    def _text_to_vec(
+        self,
+        tokens: Tensor,
+        prompts: Sequence[Prompt],
+        options: TextToSpeechOptions,
+        token_lengths: Sequence[int] | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Token rows [B, L] → semantic [B, C, T], log F0 [B, 1, 4T] (unvoiced below the pitch
+        floor set to 0) and valid frames per row [B]."""
+        device = device_of(self.ttv)
+        token_lengths = token_lengths or [tokens.shape[-1]] * tokens.shape[0]
+        # the prompt rows in the backbone's dtype, then in the TTV's (as it always was)
+        prompt_mel, prompt_lengths = self._prompt_rows(prompts)
+        semantic, log_f0, frames = self.ttv.infer_with_lengths(
+            tokens.to(device),
+            torch.tensor(token_lengths, device=device),
+            prompt_mel.to(device, dtype_of(self.ttv)),
+            prompt_lengths.to(device),
+            noise_scale=options.noise_scale_ttv,
+            noise_scale_w=options.noise_scale_w,
+            length_scale=options.length_scale,
+            denoise_ratio=options.denoise_ratio,
+        )
+        return semantic, log_f0.masked_fill(log_f0 < math.log(PITCH_FLOOR_HZ), 0.0), frames
 
     def _push_piece(self, item: _PieceJob, audio: Tensor) -> None:
         run = item.run

@@ -261,7 +261,13 @@ def create_app(
 
         def blocks() -> Any:
             prompt = voices.encoded(voice, "tts", lambda wav: tts.encode_prompt(wav, MODEL_SAMPLE_RATE))
-            yield from tts.stream(text, prompt, first_piece_chars=options.first_piece_chars, **settings)
+            yield from tts.stream(
+                text,
+                prompt,
+                first_piece_chars=options.first_piece_chars,
+                first_block_seconds=options.first_block_seconds,
+                **settings,
+            )
 
         if body.response_format in ("wav", "pcm"):
             return await stream_speech(blocks, tts.output_rate, body.response_format, request)
