@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +14,10 @@ from hierspeech2.errors import CheckpointError, SettingError
 from hierspeech2.models import SpeechSR
 from hierspeech2.nn.inference import fuse_weight_norm
 from hierspeech2.nn.quantization import (
+    ACTIVATION_LEVELS,
     Int8Conv1d,
     Int8Linear,
+    cpu_has_vnni,
     int8_inference,
     int8_supported,
     is_int8,
@@ -27,19 +30,27 @@ from hierspeech2.nn.resblocks import conv1d_time_major
 pytestmark = pytest.mark.skipif(not int8_supported(), reason="this PyTorch build lacks oneDNN int8 kernels")
 
 # 7-bit activations and 8-bit per-channel weights: about 2 % relative error per layer on
-# Gaussian inputs (measured 2.1-2.3 %); float32 itself is at 1e-7.
-LAYER_RELATIVE_ERROR = 0.04
+# Gaussian inputs (measured 2.1-2.3 %); 8-bit activations (VNNI CPUs) about 1.1 %; float32 itself
+# is at 1e-7.
+LAYER_RELATIVE_ERROR = 0.04 if ACTIVATION_LEVELS == 127 else 0.02
 
 
 def _relative_error(out: torch.Tensor, reference: torch.Tensor) -> float:
     return ((out - reference).norm() / reference.norm()).item()
 
 
-def test_activation_codes_cover_seven_bits_and_reconstruct() -> None:
+def test_activation_codes_take_eight_bits_only_with_vnni() -> None:
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    if flags:
+        assert cpu_has_vnni() == ("avx512_vnni" in flags or "avx_vnni" in flags)
+    assert ACTIVATION_LEVELS == (255 if cpu_has_vnni() else 127)
+
+
+def test_activation_codes_cover_their_range_and_reconstruct() -> None:
     x = torch.linspace(-3.0, 5.0, 1001)
     codes, scale, zero_point = quantize_activations(x)
     assert codes.dtype == torch.uint8
-    assert int(codes.min()) == 0 and int(codes.max()) == 127
+    assert int(codes.min()) == 0 and int(codes.max()) == ACTIVATION_LEVELS
     assert (scale * (codes.float() - zero_point) - x).abs().max() <= scale / 2 + 1e-6
 
 

@@ -5,10 +5,11 @@ twin that runs on oneDNN's int8 kernels (``torch.ops.onednn.qlinear_pointwise`` 
 ``qconv_pointwise``, the kernels PyTorch's own x86 int8 lowering uses):
 
 - weights: int8, symmetric, one scale per output channel, quantised once;
-- activations: quantised per call and per tensor to **7 bits** (asymmetric, zero point in
-  [0, 127]). On CPUs without VNNI, oneDNN multiplies u8 × s8 pairs into saturating int16, so
-  full 8-bit activations overflow (about 10 % relative error per layer, measured); 7 bits keep
-  every pair in range on every x86 CPU for about 2 % error per layer;
+- activations: quantised per call and per tensor (asymmetric), to **8 bits on CPUs with VNNI**
+  (AVX-512 VNNI or AVX-VNNI: u8 × s8 products summed in int32; about 1.1 % relative error per
+  layer, measured) and to **7 bits elsewhere**: without VNNI, oneDNN multiplies u8 × s8 pairs
+  into saturating int16, so full 8-bit activations overflow (about 10 % error per layer); 7 bits
+  keep every pair in range on every x86 CPU for about 2 % error per layer;
 - output: float32, bias added in float.
 
 Grouped and depthwise convolutions (the anti-aliasing filters, MMS's positional convolution),
@@ -34,7 +35,18 @@ from torch.nn.utils import parametrize
 from ..errors import SettingError
 from .inference import fuse_weight_norm, seal_for_inference
 
-ACTIVATION_LEVELS = 127  # 7-bit activations, see the module docstring
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has VNNI (AVX-512 VNNI or AVX-VNNI), as PyTorch detects it."""
+    probe = getattr(torch.cpu, "_is_vnni_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
+
+
+ACTIVATION_LEVELS = 255 if cpu_has_vnni() else 127
+"""Largest activation code: 8 bits with VNNI, 7 without (see the module docstring)."""
 WEIGHT_LEVELS = 127
 # Smallest out_channels × kernel_size worth an int8 convolution on a 2-core AVX2 CPU: smaller
 # ones (SpeechSR's and the generator's 32- and 64-channel stacks) ran no faster (measured).
@@ -48,7 +60,8 @@ def int8_supported() -> bool:
 
 
 def quantize_activations(x: Tensor) -> tuple[Tensor, float, int]:
-    """``x`` as uint8 codes in [0, 127] with its (scale, zero point): x ≈ scale · (codes − zero point)."""
+    """``x`` as uint8 codes in [0, :data:`ACTIVATION_LEVELS`] with its (scale, zero point):
+    x ≈ scale · (codes − zero point)."""
     low, high = torch.aminmax(x.detach())
     low, high = min(float(low), 0.0), max(float(high), 0.0)
     if not (math.isfinite(low) and math.isfinite(high)):
