@@ -68,3 +68,65 @@ def test_cached_export_and_cli(exported, speech, shared_dir, tmp_path, monkeypat
     assert (a - b).abs().max() <= 2 / 32768 + BOUND  # both written as 16-bit WAV
     with pytest.raises(CheckpointError, match="no exported SpeechSR"):
         onnx.OnnxSpeechSR(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone_export(tmp_path_factory):
+    import tiny_models
+
+    backbone = tiny_models.backbone()
+    return backbone, onnx.export_backbone(backbone, tmp_path_factory.mktemp("onnx") / "backbone")
+
+
+def test_backbone_conversion_path_matches_torch_at_any_batch_and_length(tiny_backbone_export) -> None:
+    backbone, folder = tiny_backbone_export
+    engine = onnx.OnnxBackbone(folder)
+    channels = engine.semantic_channels
+    generator = torch.Generator().manual_seed(0)
+    # one item; two padded items with their own prompts; the shortest lengths; one prompt row per item
+    for batch, frames, prompt_frames, rows in (
+        (1, 48, 120, 2),
+        (2, 77, 200, 2),
+        (1, 2, 2, 2),
+        (2, 30, 64, 1),
+    ):
+        semantic = torch.randn(batch, channels, frames, generator=generator)
+        log_f0 = torch.rand(batch, 1, 4 * frames, generator=generator) + 4.0
+        prompt = torch.randn(rows * batch, 80, prompt_frames, generator=generator)
+        semantic_lengths = torch.tensor([frames, max(2, frames - 9)][:batch])
+        prompt_lengths = torch.tensor([prompt_frames, max(2, prompt_frames - 5)] * 2)[: rows * batch]
+        arguments = (semantic, semantic_lengths, prompt, prompt_lengths, log_f0)
+        with torch.inference_mode():
+            expected = backbone.voice_conversion(*arguments, noise_scale=0.0, denoise_ratio=0.3)
+        got = engine.voice_conversion(*arguments, noise_scale=0.0, denoise_ratio=0.3)
+        assert got.shape == expected.shape == (batch, 1, 320 * frames)
+        assert (got - expected).abs().max() < BOUND, (batch, frames, prompt_frames, rows)
+    with pytest.raises(CheckpointError, match="no exported HierSpeech2"):
+        onnx.OnnxBackbone(folder.parent)
+    with pytest.raises(CheckpointError, match="holds a 'HierSpeech2' export, not SpeechSR"):
+        onnx.OnnxSpeechSR(folder)
+    with pytest.raises(CheckpointError, match="takes a HierSpeech2 model"):
+        onnx.export_backbone(SpeechSR.from_packaged(48_000), folder.parent / "wrong")
+
+
+def test_voice_conversion_and_tts_run_on_the_exported_backbone(tiny_backbone_export, speech) -> None:
+    import tiny_models
+
+    from hierspeech2.pipelines import TextToSpeech, VoiceConversion
+
+    backbone, folder = tiny_backbone_export
+    engine = onnx.OnnxBackbone(folder)
+    encoder = tiny_models.semantic_encoder()
+    source, prompt = speech[0], speech[1]
+    outputs = []
+    for model in (backbone, engine):
+        vc = VoiceConversion(model, encoder, output_rate=16_000, noise_scale=0.0)
+        outputs.append(vc(source, prompt, source_rate=16_000, target_rate=16_000)[0])
+    assert outputs[0].shape == outputs[1].shape and (outputs[0] - outputs[1]).abs().max() < BOUND
+    spoken = []
+    for model in (backbone, engine):
+        tts = TextToSpeech(
+            tiny_models.ttv(), model, output_rate=16_000, noise_scale_ttv=0.0, noise_scale_vc=0.0
+        )
+        spoken.append(tts("A short test.", prompt, prompt_rate=16_000, seed=0)[0])
+    assert spoken[0].shape == spoken[1].shape and (spoken[0] - spoken[1]).abs().max() < BOUND

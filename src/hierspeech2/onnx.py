@@ -1,10 +1,18 @@
-"""ONNX export of SpeechSR and an onnxruntime engine that the pipelines take in its place.
+"""ONNX export of SpeechSR and of the backbone's conversion path, and onnxruntime engines that the
+pipelines take in their place.
 
 :func:`export_speechsr` writes ``model.onnx`` (batch and length dynamic; weight norm folded) and a
 ``config.json`` naming its rates; :class:`OnnxSpeechSR` runs such a file with onnxruntime behind
 the interface of :class:`~hierspeech2.models.SpeechSR` (a ``[B, 1, N]`` → ``[B, 1, ratio · N]``
 module with ``input_rate`` and ``output_rate``), so ``SuperResolution(OnnxSpeechSR(...))`` works
 as with the torch model. :func:`onnx_speechsr` exports once per weights and caches the file.
+
+:func:`export_backbone` writes :meth:`HierSpeech2.voice_conversion
+<hierspeech2.models.HierSpeech2.voice_conversion>` (semantic features, F0, prompt mels, their
+lengths, the noise scale and the denoise ratio as inputs; batch, frames and prompt frames
+dynamic), and :class:`OnnxBackbone` offers that method on onnxruntime, which is all that
+``VoiceConversion`` and ``TextToSpeech`` call. The prior's noise is drawn by onnxruntime's
+generator, so only ``noise_scale=0`` reproduces torch's output (to 1e-6 on the tiny test model).
 
 The export goes through ``torch.onnx.export(dynamo=True)`` (it needs ``onnxscript``: the ``onnx``
 extra). On the shared speech the onnxruntime output stays within 1e-4 of torch's
@@ -25,13 +33,53 @@ import torch
 from torch import Tensor, nn
 
 from .errors import AudioError, CheckpointError
+from .options import DEFAULT_NOISE_SCALE
 
-__all__ = ["ONNX_FILE", "OnnxSpeechSR", "export_speechsr", "onnx_speechsr"]
+__all__ = ["ONNX_FILE", "OnnxBackbone", "OnnxSpeechSR", "export_backbone", "export_speechsr", "onnx_speechsr"]
 
 ONNX_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
 MIN_EXPORT_SAMPLES = 2  # the shortest input the exported graph is traced to accept
+MIN_EXPORT_FRAMES = 2  # the same for the backbone's semantic frames and prompt mel frames
 OPSET = 18
+BACKBONE_INPUTS = (
+    "semantic", "semantic_lengths", "prompt_mel", "prompt_mel_lengths", "log_f0",
+    "noise_scale", "denoise_ratio",
+)  # fmt: skip
+
+
+def _onnx_program(module: nn.Module, example: tuple[Tensor, ...], dynamic_shapes: Any, **names: Any) -> Any:
+    """``torch.onnx.export(dynamo=True)`` with the reference arithmetic (fast paths do not trace)."""
+    from .nn.inference import reference_arithmetic
+
+    try:
+        with reference_arithmetic(), torch.no_grad():
+            return torch.onnx.export(
+                module, example, dynamo=True, dynamic_shapes=dynamic_shapes, opset_version=OPSET,
+                verbose=False, **names,
+            )  # fmt: skip
+    except ImportError as error:
+        raise CheckpointError(
+            f"ONNX export needs onnxscript: pip install 'hierspeech2[onnx]' ({error})"
+        ) from None
+
+
+def _session(path: Path, threads: int | None) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _read_config(folder: Path, kind: str) -> dict[str, Any]:
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{folder} is no exported {kind} (config.json: {error})") from None
+    if config.get("kind") != kind:
+        raise CheckpointError(f"{folder} holds a {config.get('kind')!r} export, not {kind}")
+    return config
 
 
 def export_speechsr(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
@@ -48,15 +96,9 @@ def export_speechsr(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
     example = torch.zeros(1, 1, 16_000)
     batch = torch.export.Dim("batch", min=1, max=1024)
     samples = torch.export.Dim("samples", min=MIN_EXPORT_SAMPLES, max=16_000 * 3_600 * 4)
-    try:
-        program = torch.onnx.export(
-            generator, (example,), dynamo=True, dynamic_shapes={"x": {0: batch, 2: samples}},
-            input_names=["wav"], output_names=["audio"], opset_version=OPSET, verbose=False,
-        )  # fmt: skip
-    except ImportError as error:
-        raise CheckpointError(
-            f"ONNX export needs onnxscript: pip install 'hierspeech2[onnx]' ({error})"
-        ) from None
+    program = _onnx_program(
+        generator, (example,), {"x": {0: batch, 2: samples}}, input_names=["wav"], output_names=["audio"]
+    )
     program.save(str(out_dir / ONNX_FILE))
     config = {"kind": "SpeechSR", "input_rate": int(model.input_rate), "output_rate": int(model.output_rate)}
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -73,21 +115,10 @@ class OnnxSpeechSR(nn.Module):
 
     def __init__(self, folder: str | os.PathLike[str], threads: int | None = None) -> None:
         super().__init__()
-        import onnxruntime
-
         folder = Path(folder)
-        try:
-            config = json.loads((folder / CONFIG_FILE).read_text())
-        except (OSError, ValueError) as error:
-            raise CheckpointError(f"{folder} is no exported SpeechSR (config.json: {error})") from None
-        if config.get("kind") != "SpeechSR":
-            raise CheckpointError(f"{folder} holds a {config.get('kind')!r} export, not SpeechSR")
+        config = _read_config(folder, "SpeechSR")
         self.input_rate, self.output_rate = int(config["input_rate"]), int(config["output_rate"])
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        self.session = onnxruntime.InferenceSession(
-            str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = _session(folder / ONNX_FILE, threads)
         # no weights of its own: this parameter only tells the pipelines where inputs go (CPU, float32)
         self.device_marker = nn.Parameter(torch.zeros(0), requires_grad=False)
 
@@ -102,6 +133,111 @@ class OnnxSpeechSR(nn.Module):
             return self.forward(padded)[..., : int(wav.shape[-1] * ratio)]
         samples = np.ascontiguousarray(wav.detach().float().cpu().numpy())
         (audio,) = self.session.run(None, {"wav": samples})
+        return torch.from_numpy(audio)
+
+
+class _ConversionPath(nn.Module):
+    """The backbone's ``voice_conversion`` as a module whose every argument is a tensor (for export)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(
+        self, semantic, semantic_lengths, prompt_mel, prompt_mel_lengths, log_f0, noise_scale, denoise_ratio
+    ):  # type: ignore[no-untyped-def]
+        return self.backbone.voice_conversion(
+            semantic, semantic_lengths, prompt_mel, prompt_mel_lengths, log_f0, noise_scale, denoise_ratio
+        )
+
+
+def export_backbone(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
+    """Write the conversion path of ``model`` (a :class:`~hierspeech2.models.HierSpeech2`) to
+    ``out_dir``: model.onnx, config.json. Batch, frames and prompt frames are dynamic; prompts come
+    as two rows per item (original, denoised), as the pipelines give them."""
+    from .nn.inference import fuse_weight_norm, use_fast_activations
+
+    if not hasattr(model, "voice_conversion") or not hasattr(model, "style_encoder"):
+        raise CheckpointError(f"backbone ONNX export takes a HierSpeech2 model, not a {type(model).__name__}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reference = fuse_weight_norm(
+        use_fast_activations(copy.deepcopy(model).float().cpu().eval(), enabled=False)
+    )
+    semantic_channels = reference.perturbed_prior_encoder.pre_source.in_channels
+    frames, prompt_frames = 48, 120
+    example = (  # a batch of 2: torch.export would fix a dimension of size 1
+        torch.zeros(2, semantic_channels, frames), torch.full((2,), frames),
+        torch.zeros(4, 80, prompt_frames), torch.full((4,), prompt_frames),
+        torch.zeros(2, 1, 4 * frames), torch.tensor(0.0), torch.tensor(0.0),
+    )  # fmt: skip
+    batch = torch.export.Dim("batch", min=1, max=256)
+    time_ = torch.export.Dim("frames", min=MIN_EXPORT_FRAMES, max=50 * 3_600 * 4)
+    prompt_time = torch.export.Dim("prompt_frames", min=MIN_EXPORT_FRAMES, max=50 * 3_600)
+    dynamic = {
+        "semantic": {0: batch, 2: time_}, "semantic_lengths": {0: batch},
+        "prompt_mel": {0: 2 * batch, 2: prompt_time}, "prompt_mel_lengths": {0: 2 * batch},
+        "log_f0": {0: batch, 2: 4 * time_}, "noise_scale": {}, "denoise_ratio": {},
+    }  # fmt: skip
+    program = _onnx_program(
+        _ConversionPath(reference),
+        example,
+        dynamic,
+        input_names=list(BACKBONE_INPUTS),
+        output_names=["audio"],
+    )
+    program.save(str(out_dir / ONNX_FILE))
+    config = {"kind": "HierSpeech2", "semantic_channels": int(semantic_channels)}
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return out_dir
+
+
+class OnnxBackbone(nn.Module):
+    """An exported backbone conversion path run by onnxruntime, offering
+    :meth:`~hierspeech2.models.HierSpeech2.voice_conversion` (CPU, float32).
+
+    Args:
+        folder: a folder written by :func:`export_backbone`.
+        threads: onnxruntime intra-op threads (default: torch's thread count).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], threads: int | None = None) -> None:
+        super().__init__()
+        folder = Path(folder)
+        self.semantic_channels = int(_read_config(folder, "HierSpeech2")["semantic_channels"])
+        self.session = _session(folder / ONNX_FILE, threads)
+        self.device_marker = nn.Parameter(torch.zeros(0), requires_grad=False)
+
+    def voice_conversion(
+        self,
+        semantic: Tensor,
+        semantic_lengths: Tensor,
+        prompt_mel: Tensor,
+        prompt_mel_lengths: Tensor,
+        log_f0: Tensor,
+        noise_scale: float = DEFAULT_NOISE_SCALE,
+        denoise_ratio: float = 0.0,
+    ) -> Tensor:
+        """As the torch model's; prompts with one row per item are given twice (original = denoised)."""
+        batch, _, frames = semantic.shape
+        if prompt_mel.shape[0] == batch:
+            prompt_mel = prompt_mel.repeat_interleave(2, dim=0)
+            prompt_mel_lengths = prompt_mel_lengths.repeat_interleave(2)
+        if frames < MIN_EXPORT_FRAMES or prompt_mel.shape[-1] < MIN_EXPORT_FRAMES:
+            raise AudioError(
+                f"the exported backbone takes at least {MIN_EXPORT_FRAMES} frames of source and prompt, "
+                f"got {frames} and {prompt_mel.shape[-1]}"
+            )
+
+        def array(value: Any, dtype: Any) -> np.ndarray:
+            return np.ascontiguousarray(torch.as_tensor(value).detach().cpu().numpy().astype(dtype))
+
+        feeds = dict(zip(BACKBONE_INPUTS, (
+            array(semantic, np.float32), array(semantic_lengths, np.int64), array(prompt_mel, np.float32),
+            array(prompt_mel_lengths, np.int64), array(log_f0, np.float32), array(noise_scale, np.float32),
+            array(denoise_ratio, np.float32),
+        )))  # fmt: skip
+        (audio,) = self.session.run(None, feeds)
         return torch.from_numpy(audio)
 
 
@@ -128,5 +264,5 @@ def onnx_speechsr(model: nn.Module, cache_dir: str | os.PathLike[str] | None = N
 
 
 def describe(module: Any) -> str:
-    """``"onnxruntime"`` for an :class:`OnnxSpeechSR`, else ``"torch"`` (for logs and benchmarks)."""
-    return "onnxruntime" if isinstance(module, OnnxSpeechSR) else "torch"
+    """``"onnxruntime"`` for an ONNX engine of this module, else ``"torch"`` (for logs and benchmarks)."""
+    return "onnxruntime" if isinstance(module, (OnnxSpeechSR, OnnxBackbone)) else "torch"
