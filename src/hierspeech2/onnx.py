@@ -180,7 +180,7 @@ def export_backbone(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
         "log_f0": {0: batch, 2: 4 * time_}, "noise_scale": {}, "denoise_ratio": {},
     }  # fmt: skip
     program = _onnx_program(
-        _ConversionPath(reference),
+        _ConversionPath(reference).eval(),
         example,
         dynamic,
         input_names=list(BACKBONE_INPUTS),
