@@ -12,7 +12,12 @@ from hierspeech2.data.batch import BackboneBatch
 from hierspeech2.data.cache import FeatureCache
 from hierspeech2.data.corpora import read_corpus, split_long_utterances
 from hierspeech2.data.datamodules import BackboneDataModule, LoaderOptions
-from hierspeech2.data.streaming import is_streaming_dataset, open_streaming_dataset, write_streaming_dataset
+from hierspeech2.data.streaming import (
+    StreamingItemWriter,
+    is_streaming_dataset,
+    open_streaming_dataset,
+    write_streaming_dataset,
+)
 
 litdata = pytest.importorskip("litdata")
 # litdata hands out tensors over its read-only chunk buffers; harmless here
@@ -38,10 +43,13 @@ def test_two_node_ranks_write_one_dataset(
     monkeypatch.setenv("DATA_OPTIMIZER_NUM_NODES", "2")
     monkeypatch.setenv("DATA_OPTIMIZER_NODE_RANK", "0")
     utterances = split_long_utterances(read_corpus(corpora_dir / "mini-librilight"), max_seconds=5.0)
-    write_streaming_dataset(
-        utterances, out, "backbone", semantic_model=str(tiny_encoder_dir), semantic_layer=2,
-        f0_extractor="stub_features:energy_f0", num_workers=1,
-    )  # fmt: skip
+    writer = StreamingItemWriter(
+        "backbone",
+        semantic_model=str(tiny_encoder_dir),
+        semantic_layer=2,
+        f0_extractor="stub_features:energy_f0",
+    )
+    write_streaming_dataset(utterances, out, writer, num_workers=1)
     log = node1.communicate(timeout=300)[0].decode()
     assert node1.returncode == 0, log
 
@@ -72,7 +80,6 @@ def test_two_node_ranks_write_one_dataset(
 
 def test_writer_applies_the_filters_before_encoding(corpora_dir, tiny_encoder_dir):
     from hierspeech2.data.datasets import UtteranceFilter
-    from hierspeech2.data.streaming import StreamingItemWriter
 
     utterance = read_corpus(corpora_dir / "mini-libritts")[0]  # 176 frames
     options = {

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import soundfile as sf
@@ -45,7 +45,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ModelKind = Literal["backbone", "ttv", "speechsr"]
-MODEL_KINDS: tuple[str, ...] = ("backbone", "ttv", "speechsr")
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 MIN_SAMPLES = 2 * HOP_LENGTH  # shorter audio gives no usable frame for MMS or YAAPT
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import torch
 from tqdm.auto import tqdm
@@ -31,7 +32,7 @@ from typing_extensions import Self
 
 from hierspeech2.constants import HOP_LENGTH, MODEL_SAMPLE_RATE
 from hierspeech2.data.cache import TEMP_MARKER, CacheRecord, FeatureCache, tensors_for_item
-from hierspeech2.data.corpora import Utterance, read_corpus, split_long_utterances
+from hierspeech2.data.corpora import CorpusKind, Utterance, read_corpus, split_long_utterances
 from hierspeech2.data.features import (
     MODEL_KINDS,
     ModelKind,
@@ -418,7 +419,7 @@ def add_preprocess_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--model", required=True, choices=MODEL_KINDS, help="which model the features are for"
     )
-    parser.add_argument("--kind", choices=("libritts", "librilight", "manifest"), help="corpus layout (auto)")
+    parser.add_argument("--kind", choices=get_args(CorpusKind), help="corpus layout (auto)")
     parser.add_argument("--subsets", help="comma-separated subsets, e.g. train-clean-100,train-clean-360")
     parser.add_argument("--format", default="cache", choices=("cache", "litdata"), help="output format")
     parser.add_argument(
@@ -491,7 +492,7 @@ def run_preprocess(args: argparse.Namespace) -> int:
         name_or_path=args.semantic_model, layer=args.semantic_layer, device=args.device
     )
     if args.format == "litdata":
-        from hierspeech2.data.streaming import write_streaming_dataset
+        from hierspeech2.data.streaming import StreamingItemWriter, write_streaming_dataset
 
         if args.model != "speechsr" and not Path(args.semantic_model).expanduser().is_dir():
             from hierspeech2.ssl import ensure_downloadable
@@ -501,12 +502,14 @@ def run_preprocess(args: argparse.Namespace) -> int:
         result = write_streaming_dataset(
             utterances,
             args.out,
-            args.model,
-            semantic_model=args.semantic_model,
-            semantic_layer=args.semantic_layer,
-            device=args.device,
-            f0_extractor=args.f0,
-            target_rate=args.target_rate,
+            StreamingItemWriter(
+                args.model,
+                semantic_model=args.semantic_model,
+                semantic_layer=args.semantic_layer,
+                device=args.device,
+                f0_extractor=args.f0,
+                target_rate=args.target_rate,
+            ),
             num_workers=max(1, args.num_workers),
             chunk_bytes=args.chunk_bytes,
             num_nodes=args.num_nodes,

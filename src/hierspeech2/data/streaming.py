@@ -122,13 +122,8 @@ def _is_remote(output_dir: str) -> bool:
 def write_streaming_dataset(
     utterances: Sequence[Utterance],
     output_dir: str | os.PathLike,
-    model: ModelKind,
+    writer: StreamingItemWriter,
     *,
-    semantic_model: str = "facebook/mms-300m",
-    semantic_layer: int = SEMANTIC_LAYER,
-    device: str = "cpu",
-    f0_extractor: str | Callable = "yaapt",
-    target_rate: int = 48_000,
     num_workers: int = 1,
     chunk_bytes: str | int = "64MB",
     num_nodes: int | None = None,
@@ -138,6 +133,7 @@ def write_streaming_dataset(
 ) -> str:
     """Write ``utterances`` as a litdata dataset in ``output_dir`` (this node's share when multi-node).
 
+    ``writer`` turns each utterance into an item (the model kind, its features and filters).
     Every node must pass the same ``utterances`` in the same order and the same ``num_workers``
     (chunk names carry ``node_rank * num_workers + worker``). ``start_method`` is how litdata starts
     its workers; None means ``fork`` on Linux (a worker is up in a second instead of re-importing
@@ -153,7 +149,6 @@ def write_streaming_dataset(
     - Several nodes, object storage (``s3://`` …): litdata's own multi-node path (the last node
       waits for the others and merges); litdata cannot checkpoint it, so a failed node reruns.
     """
-    writer = StreamingItemWriter(model, semantic_model, semantic_layer, device, f0_extractor, target_rate)
     overrides = {"DATA_OPTIMIZER_NUM_NODES": num_nodes, "DATA_OPTIMIZER_NODE_RANK": node_rank}
     with _environment({key: str(value) for key, value in overrides.items() if value is not None}):
         return _write_streaming_dataset(

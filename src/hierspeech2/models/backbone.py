@@ -35,6 +35,7 @@ from ..nn.functional import length_mask, sample_gaussian
 from ..nn.generator import Generator, SourceNetwork
 from ..nn.inference import WeightNormFusionMixin
 from ..nn.style import StyleEncoder
+from ..options import DEFAULT_NOISE_SCALE
 
 PROSODY_DECODER_LAYERS = 2  # official MelDecoder(n_layers=2, kernel_size=5)
 PROSODY_DECODER_KERNEL_SIZE = 5
@@ -223,7 +224,7 @@ class HierSpeech2(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin, Wei
         prompt_mel: Tensor,
         prompt_mel_lengths: Tensor,
         log_f0: Tensor,
-        noise_scale: float = 0.333,
+        noise_scale: float = DEFAULT_NOISE_SCALE,
         denoise_ratio: float = 0.0,
     ) -> Tensor:
         """Semantic [B, 1024, T] + log F0 [B, 1, 4T] in the voice of ``prompt_mel`` → waveform [B, 1, 320 T].

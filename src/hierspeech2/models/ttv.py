@@ -20,9 +20,11 @@ the objective needs, and the objective itself (weights, masking) lives in
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec
 
 import torch
 from einops import rearrange
@@ -39,6 +41,7 @@ from ..nn.functional import length_mask, rand_slice_segments, sample_gaussian
 from ..nn.style import StyleEncoder
 from ..nn.upsampler import Upsampler
 from ..nn.wavenet import WN
+from ..options import DEFAULT_NOISE_SCALE
 from ..text.symbols import SYMBOLS
 from ..text.tables import resolve_symbols
 
@@ -49,6 +52,7 @@ MAX_INFER_FRAMES = 5 * 60 * FRAMES_PER_SECOND
 RELEASED_VOCABULARY = len(SYMBOLS)
 # Weights with one row per symbol: they grow when the symbol table is extended.
 SYMBOL_ROW_WEIGHTS = ("text_encoder.emb.weight", "phoneme_classifier.weight")
+P = ParamSpec("P")
 
 
 def _grow_rows(weight: Tensor, count: int, generator: torch.Generator | None) -> Tensor:
@@ -57,6 +61,22 @@ def _grow_rows(weight: Tensor, count: int, generator: torch.Generator | None) ->
     noise = torch.randn(count, rows.shape[1], generator=generator, device=rows.device)
     added = rows.mean(0) + rows.std(0) * noise
     return torch.cat([weight.detach(), added.reshape(count, *weight.shape[1:]).to(weight.dtype)])
+
+
+def _without_lengths(
+    infer_with_lengths: Callable[P, tuple[Tensor, Tensor, Tensor]],
+) -> Callable[P, tuple[Tensor, Tensor]]:
+    """``infer_with_lengths`` returning ``(semantic, log_f0)`` only, with its arguments and defaults."""
+
+    def infer(*args: P.args, **kwargs: P.kwargs) -> tuple[Tensor, Tensor]:
+        """Phoneme ids + prompt mel → (semantic [B, 1024, T'], log_f0 [B, 1, 4T']), zero-padded:
+        :meth:`infer_with_lengths` (the same arguments) without the lengths."""
+        semantic, log_f0, _ = infer_with_lengths(*args, **kwargs)
+        return semantic, log_f0
+
+    signature = inspect.signature(infer_with_lengths)
+    infer.__signature__ = signature.replace(return_annotation=infer.__annotations__["return"])
+    return infer
 
 
 def _vocabulary_size(n_vocab: int | None, symbols: tuple[str, ...] | None) -> int:
@@ -506,14 +526,24 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         token_lengths: Tensor,
         prompt_mel: Tensor,
         prompt_mel_lengths: Tensor,
-        noise_scale: float = 0.333,
+        noise_scale: float = DEFAULT_NOISE_SCALE,
         noise_scale_w: float = 1.0,
         length_scale: float = 1.0,
         denoise_ratio: float = 0.0,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """:meth:`infer` plus the number of valid semantic frames per row, ``semantic_lengths`` [B].
+        """Phoneme ids + prompt mel → (semantic [B, 1024, T'], log_f0 [B, 1, 4T'], semantic_lengths [B]).
 
-        ``log_f0`` is valid on the first ``4 · semantic_lengths`` frames; both outputs are zero-padded.
+        Args:
+            tokens, token_lengths: phoneme ids with blanks, zero-padded, and their lengths [B].
+            prompt_mel, prompt_mel_lengths: log-mel prompt rows (original, denoised per prompt,
+                or one row used as both) and their lengths [2B or B].
+            noise_scale: temperature of the prior sample.
+            noise_scale_w: temperature of the duration sample.
+            length_scale: multiplies every duration (> 1 speaks slower).
+            denoise_ratio: weight of the denoised prompt's style.
+
+        Rows are zero-padded to the longest output; ``semantic_lengths`` [B] counts each row's valid
+        frames (``4 ·`` that for ``log_f0``). Each row matches the same input run alone.
         """
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be [B, L] phoneme ids, got shape {tuple(tokens.shape)}")
@@ -563,39 +593,4 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
             log_f0[index, :, : log_f0_part.shape[-1]] = log_f0_part.to(log_f0.dtype)
         return semantic, log_f0, semantic_lengths
 
-    def infer(
-        self,
-        tokens: Tensor,
-        token_lengths: Tensor,
-        prompt_mel: Tensor,
-        prompt_mel_lengths: Tensor,
-        noise_scale: float = 0.333,
-        noise_scale_w: float = 1.0,
-        length_scale: float = 1.0,
-        denoise_ratio: float = 0.0,
-    ) -> tuple[Tensor, Tensor]:
-        """Phoneme ids [B, L] + prompt mel [2B or B, 80, T] → (semantic [B, 1024, T'], log_f0 [B, 1, 4T']).
-
-        Args:
-            tokens, token_lengths: phoneme ids with blanks, zero-padded, and their lengths [B].
-            prompt_mel, prompt_mel_lengths: log-mel prompt rows (original, denoised per prompt,
-                or one row used as both) and their lengths [2B or B].
-            noise_scale: temperature of the prior sample.
-            noise_scale_w: temperature of the duration sample.
-            length_scale: multiplies every duration (> 1 speaks slower).
-            denoise_ratio: weight of the denoised prompt's style.
-
-        Rows are zero-padded to the longest output; :meth:`infer_with_lengths` also returns
-        the valid lengths. Each row matches the same input run alone.
-        """
-        semantic, log_f0, _ = self.infer_with_lengths(
-            tokens,
-            token_lengths,
-            prompt_mel,
-            prompt_mel_lengths,
-            noise_scale=noise_scale,
-            noise_scale_w=noise_scale_w,
-            length_scale=length_scale,
-            denoise_ratio=denoise_ratio,
-        )
-        return semantic, log_f0
+    infer = _without_lengths(infer_with_lengths)

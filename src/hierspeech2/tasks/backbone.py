@@ -43,7 +43,7 @@ from ..models.backbone_training import (
 )
 from ..nn.discriminators import MultiDiscriminator
 from ..nn.losses import GaussianKLLoss, MaskedL1Loss, MelL1Loss
-from .base import HIERSPEECH2_OPTIMIZER, MAX_NONFINITE_STEPS, GANTask, OptimizerConfig, check_loss_weights
+from .base import HIERSPEECH2_OPTIMIZER, MAX_NONFINITE_STEPS, GANTask, OptimizerConfig, loss_weights
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +126,7 @@ class HierSpeech2Task(GANTask):
         for name, value in (("perturbed_target", perturbed_target), ("prosody_source", prosody_source)):
             if value not in LATENT_SOURCES:
                 raise ValueError(f"{name} must be one of {LATENT_SOURCES}, got {value!r}")
-        check_loss_weights(
-            mel_weight=mel_weight,
-            kl_weight=kl_weight,
-            bidirectional_kl_weight=bidirectional_kl_weight,
-            f0_weight=f0_weight,
-            prosody_weight=prosody_weight,
-        )
+        weights = loss_weights(locals())
         if not 0 <= uncond_probability <= 1:
             raise ValueError(f"uncond_probability must be in [0, 1], got {uncond_probability}")
         model = model if model is not None else HierSpeech2()
@@ -147,13 +141,7 @@ class HierSpeech2Task(GANTask):
             **self.gan_arguments(locals()),
         )
         self.save_task_hyperparameters(("model", "discriminator", "perturbation", "semantic_encoder"))
-        self.weights = {
-            "mel": mel_weight,
-            "kl": kl_weight,
-            "kl_reverse": bidirectional_kl_weight,
-            "f0": f0_weight,
-            "prosody": prosody_weight,
-        }
+        self.weights = weights
         self.window_frames = window_frames
         self.uncond_probability = uncond_probability
         self.perturbed_target = perturbed_target
@@ -266,7 +254,7 @@ class HierSpeech2Task(GANTask):
             uncond_probability=self.uncond_probability,
             perturbed_target=self.perturbed_target,
             prosody_source=self.prosody_source,
-            bidirectional=self.weights["kl_reverse"] > 0,
+            bidirectional=self.weights["bidirectional_kl"] > 0,
         )
 
     def generate(self, batch: BackboneBatch) -> tuple[Tensor, Tensor, dict[str, Any]]:
@@ -302,14 +290,14 @@ class HierSpeech2Task(GANTask):
         }
         if out.semantic_to_posterior is not None and out.perturbed_to_semantic is not None:
             # a prior sample brought one level down, scored under that level's Gaussian
-            terms["kl_reverse"] = w["kl_reverse"] * self.kl(
+            terms["kl_reverse"] = w["bidirectional_kl"] * self.kl(
                 out.semantic_to_posterior,
                 out.semantic_log_std,
                 out.posterior_mean,
                 out.posterior_log_std,
                 mask,
             )
-            terms["kl_perturbed_reverse"] = w["kl_reverse"] * self.kl(
+            terms["kl_perturbed_reverse"] = w["bidirectional_kl"] * self.kl(
                 out.perturbed_to_semantic,
                 out.perturbed_log_std,
                 out.semantic_mean,

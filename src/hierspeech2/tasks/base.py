@@ -116,6 +116,14 @@ def check_loss_weights(**weights: float) -> None:
         raise ValueError(f"loss weights must be finite numbers >= 0 (0 turns a term off), got {details}")
 
 
+def loss_weights(arguments: Mapping[str, Any]) -> dict[str, float]:
+    """The ``<term>_weight`` entries of ``arguments`` (a task ``__init__``'s ``locals()``), checked by
+    :func:`check_loss_weights`, as ``{term: weight}``."""
+    weights = {name: value for name, value in arguments.items() if name.endswith("_weight")}
+    check_loss_weights(**weights)
+    return {name.removesuffix("_weight"): value for name, value in weights.items()}
+
+
 def trainable(module: nn.Module) -> list[nn.Parameter]:
     """Parameters that require gradients (frozen parts stay out of the optimizer)."""
     return [parameter for parameter in module.parameters() if parameter.requires_grad]

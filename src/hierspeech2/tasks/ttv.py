@@ -32,8 +32,8 @@ from .base import (
     TTV_OPTIMIZER,
     OptimizerConfig,
     TrainingTask,
-    check_loss_weights,
     gradient_norm,
+    loss_weights,
     trainable,
 )
 
@@ -82,13 +82,7 @@ class TTVTask(TrainingTask):
     ) -> None:
         if (validation_asr_model is None) != (validation_backbone is None):
             raise ValueError("validation_asr_model and validation_backbone go together: give both or neither")
-        check_loss_weights(
-            semantic_weight=semantic_weight,
-            kl_weight=kl_weight,
-            f0_weight=f0_weight,
-            duration_weight=duration_weight,
-            ctc_weight=ctc_weight,
-        )
+        weights = loss_weights(locals())
         if pitch_window < 1:
             raise ValueError(f"pitch_window must be at least 1 frame, got {pitch_window}")
         super().__init__(
@@ -99,13 +93,7 @@ class TTVTask(TrainingTask):
             optimizer=optimizer,
         )
         self.save_task_hyperparameters(("model",))
-        self.weights = {
-            "semantic": semantic_weight,
-            "kl": kl_weight,
-            "f0": f0_weight,
-            "duration": duration_weight,
-            "ctc": ctc_weight,
-        }
+        self.weights = weights
         self.pitch_window = pitch_window
         self.validation_asr_model = validation_asr_model
         self.validation_backbone = validation_backbone
