@@ -1,13 +1,16 @@
-"""SpeechSR on torch vs onnxruntime, side by side: time, real-time factor and the largest difference.
+"""SpeechSR and the backbone on torch vs onnxruntime, side by side: time, real-time factor and the
+largest difference.
 
 Usage::
 
-    python benchmarks/onnx_speed.py [--lengths 3 12 60] [--reps 5] [--threads 2]
+    python benchmarks/onnx_speed.py [--lengths 3 12 60] [--reps 5] [--threads 2] [--backbone]
 
 Per rate (24k, 48k) and input length: the pipeline ``SuperResolution`` once on torch (its default
 fast path) and once on the exported model (``hierspeech2.onnx.onnx_speechsr``), alternating call by
 call so that both see the same machine load; medians, the median of the paired ratios, and
 max |onnxruntime − torch| of the outputs. The export (once per weights, cached) is not timed.
+``--backbone`` also times the full-size backbone's conversion path (``voice_conversion`` at noise 0,
+random weights, 3 s prompt) on torch's fast paths against its ONNX export (exported once, timed).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lengths", nargs="+", type=float, default=[3.0, 12.0, 60.0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--backbone", action="store_true", help="also the backbone's conversion path")
+    parser.add_argument("--skip-sr", action="store_true", help="only the backbone")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -46,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
           f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}")  # fmt: skip
     print(f"{'rate':>6} {'input s':>8} {'torch s':>8} {'ort s':>8} {'torch RTF':>9} {'ort RTF':>8} "
           f"{'ort speed-up':>12} {'max |diff|':>11}")  # fmt: skip
-    for rate in (24_000, 48_000):
+    for rate in () if args.skip_sr else (24_000, 48_000):
         model = SpeechSR.from_packaged(rate)
         engines = {"torch": SuperResolution(model), "ort": SuperResolution(onnx_speechsr(model))}
         for seconds in args.lengths:
@@ -64,6 +69,49 @@ def main(argv: list[str] | None = None) -> None:
             speed_up = statistics.median(ratios)
             print(f"{rate:>6} {seconds:>8g} {torch_s:>8.3f} {ort_s:>8.3f} {torch_s / seconds:>9.3f} "
                   f"{ort_s / seconds:>8.3f} {speed_up:>11.2f}× {diff:>11.2e}", flush=True)  # fmt: skip
+
+    if args.backbone:
+        backbone_speed(args.lengths, args.reps)
+
+
+def backbone_speed(lengths: list[float], reps: int) -> None:
+    import tempfile
+
+    from hierspeech2.models import HierSpeech2
+    from hierspeech2.nn.inference import inference_context, use_fast_activations
+    from hierspeech2.onnx import OnnxBackbone, export_backbone
+
+    torch.manual_seed(0)
+    model = HierSpeech2().eval()
+    began = time.perf_counter()
+    folder = export_backbone(model, Path(tempfile.mkdtemp()) / "backbone")
+    print(f"backbone exported in {time.perf_counter() - began:.0f} s")
+    engines = {"torch": use_fast_activations(model), "ort": OnnxBackbone(folder)}
+    prompt = torch.randn(2, 80, 150)  # 3 s
+    prompt_lengths = torch.full((2,), 150)
+    for seconds in lengths:
+        frames = int(seconds * 50)
+        semantic = torch.randn(1, 1024, frames)
+        log_f0 = torch.rand(1, 1, 4 * frames) + 4.0
+        arguments = (semantic, torch.tensor([frames]), prompt, prompt_lengths, log_f0)
+
+        def run(name: str, arguments: tuple = arguments) -> torch.Tensor:
+            with inference_context():
+                return engines[name].voice_conversion(*arguments, noise_scale=0.0)
+
+        outputs = {name: run(name) for name in engines}  # warm-up
+        times: dict[str, list[float]] = {"torch": [], "ort": []}
+        for _ in range(reps):
+            for name in engines:
+                began = time.perf_counter()
+                run(name)
+                times[name].append(time.perf_counter() - began)
+        ratios = [t / o for t, o in zip(times["torch"], times["ort"])]
+        torch_s, ort_s = statistics.median(times["torch"]), statistics.median(times["ort"])
+        diff = (outputs["torch"] - outputs["ort"]).abs().max().item()
+        speed_up = statistics.median(ratios)
+        print(f"backbone {seconds:>6g} s: torch {torch_s:.3f} s, onnxruntime {ort_s:.3f} s, "
+              f"onnxruntime speed-up {speed_up:.2f}×, max |diff| {diff:.2e}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -318,3 +318,24 @@ def test_tts_in_half_precision_keeps_text_to_vec_in_float32(work: Path, capsys, 
     assert seen == {"ttv": torch.float32, "backbone": torch.float16}
     audio, rate = sf.read(output)
     assert rate == RATE and np.isfinite(audio).all() and np.abs(audio).max() > 0
+
+
+def test_vc_and_tts_on_onnxruntime_match_torch(work: Path, capsys, tmp_path, monkeypatch) -> None:
+    pytest.importorskip("onnxscript")
+    from hierspeech2 import cli as command
+
+    monkeypatch.setenv("HIERSPEECH2_CACHE", str(tmp_path / "cache"))
+    outputs = {}
+    for engine in ("torch", "onnxruntime"):
+        path = work / f"vc_{engine}.wav"
+        arguments = ["vc", str(work / "clip1.wav"), str(work / "clip2.wav"), "-o", str(path)]
+        arguments += ["--output-rate", "16000", "--noise-scale", "0", "--denoise-ratio", "0"]
+        arguments += ["--engine", engine, *tiny(work, "backbone", "mms")]
+        assert command.main(arguments) == 0, capsys.readouterr().err
+        outputs[engine], _ = sf.read(path)
+    assert outputs["torch"].shape == outputs["onnxruntime"].shape
+    assert np.abs(outputs["torch"] - outputs["onnxruntime"]).max() <= 2 / 32768 + 1e-4  # 16-bit WAVs
+    assert len(list((tmp_path / "cache" / "onnx").glob("backbone-*"))) == 1  # exported once, cached
+    result = cli("vc", str(work / "clip1.wav"), str(work / "clip2.wav"), "-o", str(work / "x.wav"),
+                 "--engine", "onnxruntime", "--int8", *tiny(work, "backbone", "mms"))  # fmt: skip
+    one_line_error(result, 2, "--engine onnxruntime runs float32 on the CPU")

@@ -35,7 +35,15 @@ from torch import Tensor, nn
 from .errors import AudioError, CheckpointError
 from .options import DEFAULT_NOISE_SCALE
 
-__all__ = ["ONNX_FILE", "OnnxBackbone", "OnnxSpeechSR", "export_backbone", "export_speechsr", "onnx_speechsr"]
+__all__ = [
+    "ONNX_FILE",
+    "OnnxBackbone",
+    "OnnxSpeechSR",
+    "export_backbone",
+    "export_speechsr",
+    "onnx_backbone",
+    "onnx_speechsr",
+]
 
 ONNX_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
@@ -248,19 +256,30 @@ def _cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
-def onnx_speechsr(model: nn.Module, cache_dir: str | os.PathLike[str] | None = None) -> OnnxSpeechSR:
-    """``model`` (a SpeechSR) as an :class:`OnnxSpeechSR`, exported once per weights and cached."""
+def _cached(kind: str, model: nn.Module, export: Any, cache_dir: str | os.PathLike[str] | None) -> Path:
+    """The folder of ``model``'s export (``export(model, folder)``), made once per weights and cached."""
     digest = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(value.detach().float().cpu().numpy().tobytes())
-    folder = Path(cache_dir or _cache_dir()) / f"speechsr-{int(model.output_rate)}-{digest.hexdigest()[:16]}"
+    folder = Path(cache_dir or _cache_dir()) / f"{kind}-{digest.hexdigest()[:16]}"
     if not (folder / ONNX_FILE).is_file():
         partial = folder.with_name(folder.name + ".partial")
-        export_speechsr(model, partial)
+        export(model, partial)
         if not folder.exists():  # another process may have finished the same export meanwhile
             os.replace(partial, folder)
-    return OnnxSpeechSR(folder)
+    return folder
+
+
+def onnx_speechsr(model: nn.Module, cache_dir: str | os.PathLike[str] | None = None) -> OnnxSpeechSR:
+    """``model`` (a SpeechSR) as an :class:`OnnxSpeechSR`, exported once per weights and cached."""
+    return OnnxSpeechSR(_cached(f"speechsr-{int(model.output_rate)}", model, export_speechsr, cache_dir))
+
+
+def onnx_backbone(model: nn.Module, cache_dir: str | os.PathLike[str] | None = None) -> OnnxBackbone:
+    """``model`` (a HierSpeech2) as an :class:`OnnxBackbone`, exported once per weights and cached
+    (the full-size export takes minutes)."""
+    return OnnxBackbone(_cached("backbone", model, export_backbone, cache_dir))
 
 
 def describe(module: Any) -> str:

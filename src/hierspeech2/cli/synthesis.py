@@ -30,6 +30,9 @@ DEFAULT_VC_MODEL = "hierspeech2-vc"
 DEFAULT_TTS_MODEL = "hierspeech2-tts"
 
 
+ENGINES = ("torch", "onnxruntime")
+
+
 def add_synthesis_options(parser: argparse.ArgumentParser, default_model: str, noise_scale: float) -> None:
     """The model, prompt-denoising, output-rate, noise and ``--int8`` options of ``vc`` and ``tts``."""
     parser.add_argument(
@@ -78,12 +81,26 @@ def add_synthesis_options(parser: argparse.ArgumentParser, default_model: str, n
         help="CPU only: run the dense layers of MMS and the backbone in dynamic int8 "
         "(faster on CPU, output within the sampling noise; see README 'Speed')",
     )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="torch",
+        help="what runs the backbone and SpeechSR: torch (default), or onnxruntime on their ONNX export, "
+        "made once per weights and cached (CPU, float32; slower than torch on the CPUs measured, "
+        "see README 'Speed')",
+    )
 
 
 def check_synthesis_usage(args: argparse.Namespace) -> None:
     """Option combinations of ``vc`` and ``tts`` that cannot work, before anything is loaded."""
     if args.int8 and args.dtype != "float32":
         raise UsageError(f"--int8 quantises float32 models; drop --dtype {args.dtype}")
+    if args.engine == "onnxruntime":
+        if args.int8 or args.dtype != "float32" or args.device not in ("auto", "cpu"):
+            raise UsageError(
+                "--engine onnxruntime runs float32 on the CPU: drop --int8, --dtype and --device"
+            )
+        args.device = "cpu"  # MMS, TTV and the denoiser then run beside it
     if args.denoise_ratio is not None and not 0.0 <= args.denoise_ratio <= 1.0:
         raise UsageError(f"--denoise-ratio must be between 0 and 1, got {args.denoise_ratio}")
 
@@ -170,13 +187,20 @@ def speechsr(rate: int | None, checkpoint: Path | None, runtime: Runtime) -> Any
 def synthesis_parts(args: argparse.Namespace, parts: dict[str, str], runtime: Runtime) -> dict[str, Any]:
     """The backbone, SpeechSR and prompt denoiser of a ``vc`` or ``tts`` run, loaded."""
     denoiser = denoiser_spec(args, parts)
-    return {
+    models = {
         "backbone": load_as(args.backbone or parts["backbone"], "HierSpeech2", "--backbone", runtime),
         "speechsr": None
         if args.output_rate == MODEL_SAMPLE_RATE
         else speechsr(args.output_rate, None, runtime),
         "denoiser": None if denoiser is None else load_as(denoiser, "MPSENet", "--denoiser", runtime),
     }
+    if getattr(args, "engine", "torch") == "onnxruntime":
+        from ..onnx import onnx_backbone, onnx_speechsr
+
+        models["backbone"] = onnx_backbone(models["backbone"])
+        if models["speechsr"] is not None:
+            models["speechsr"] = onnx_speechsr(models["speechsr"])
+    return models
 
 
 def maybe_int8(args: argparse.Namespace, runtime: Runtime, *models: Any) -> None:
