@@ -1,9 +1,9 @@
 """Predicted MOS: a neural estimate of the mean opinion score listeners would give (1 to 5).
 
 * ``"dnsmos"`` (default): Microsoft's DNSMOS P.835, overall quality (OVRL), through the
-  ``speechmos`` package, whose wheel carries the ONNX models, so it runs offline on onnxruntime (about
-  0.1 s per second of audio on two CPU cores). It was trained on noisy and enhanced speech, so it
-  judges noise and distortion more than prosody.
+  ``speechmos`` package, whose wheel carries the ONNX models, so it runs offline on onnxruntime
+  (measured: 12 s of speech in 1.7 s on two busy CPU cores). It was trained on noisy and enhanced
+  speech, so it judges noise and distortion more than prosody.
 * ``"utmos"``: UTMOS22 strong (the VoiceMOS 2022 winner, trained on synthetic speech), which
   HierSpeech++ and most TTS papers report, through ``tarepan/SpeechMOS`` on ``torch.hub``: it
   downloads its code and weights on first use.
