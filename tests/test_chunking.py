@@ -12,7 +12,7 @@ import torch
 
 from hierspeech2.audio import load_audio
 from hierspeech2.audio_stream import AudioReader, FileSink, MemorySink
-from hierspeech2.chunking import ChunkPlan, CrossFader, fade_in_weights, growing_windows
+from hierspeech2.chunking import ChunkPlan, CrossFader, fade_in_weights
 from hierspeech2.errors import AudioError, AudioFileNotFoundError
 
 
@@ -55,7 +55,8 @@ def test_identity_model_is_reconstructed_exactly() -> None:
 
 @pytest.mark.parametrize("total", [1, 640, 641, 1_000, 1_001, 4_321, 20_000, 100_003])
 def test_growing_windows_double_from_the_first_and_rebuild_the_signal(total: int) -> None:
-    windows = growing_windows(total, first=400, largest=3_200, context=100, crossfade=200, multiple=100)
+    plan = ChunkPlan(chunk=400, context=100, crossfade=200, multiple=100)
+    windows = plan.growing_windows(total, largest=3_200)
     if total <= 400 + 100:
         assert [(w.start, w.end, w.keep_start, w.keep_end) for w in windows] == [(0, total, 0, total)]
         return
@@ -74,14 +75,20 @@ def test_growing_windows_double_from_the_first_and_rebuild_the_signal(total: int
 
 
 def test_growing_windows_refuse_bad_geometry() -> None:
+    plan = ChunkPlan(chunk=400, context=100, crossfade=200, multiple=100)
     with pytest.raises(ValueError, match="cannot plan windows over 0"):
-        growing_windows(0, 400, 3_200, 100, 200, 100)
-    with pytest.raises(ValueError, match="first \\(450\\) must be a non-negative multiple of 100"):
-        growing_windows(5_000, 450, 3_200, 100, 200, 100)
-    with pytest.raises(ValueError, match="first \\(800\\) <= largest \\(400\\)"):
-        growing_windows(5_000, 800, 400, 100, 200, 100)
-    with pytest.raises(ValueError, match="crossfade \\(400\\)"):
-        growing_windows(5_000, 400, 3_200, 100, 400, 100)
+        plan.growing_windows(0, 3_200)
+    with pytest.raises(
+        ValueError, match="largest \\(300\\) must be a multiple of 100 of at least chunk \\(400\\)"
+    ):
+        plan.growing_windows(5_000, 300)
+    with pytest.raises(ValueError, match="largest \\(3250\\)"):
+        plan.growing_windows(5_000, 3_250)
+    # the first core, context and cross-fade are checked by the plan itself
+    with pytest.raises(ValueError, match="chunk \\(450\\) must be a non-negative multiple of 100"):
+        ChunkPlan(chunk=450, context=100, crossfade=200, multiple=100)
+    with pytest.raises(ValueError, match="crossfade \\(400\\) must not exceed 2 × context \\(200\\)"):
+        ChunkPlan(chunk=400, context=100, crossfade=400, multiple=100)
 
 
 def test_crossfade_blends_disagreeing_windows_without_steps() -> None:

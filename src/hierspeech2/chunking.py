@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["ChunkPlan", "CrossFader", "Window", "fade_in_weights", "growing_windows"]
+__all__ = ["ChunkPlan", "CrossFader", "Window", "fade_in_weights"]
 
 
 @dataclass(frozen=True)
@@ -133,43 +133,35 @@ class ChunkPlan:
             )
         return windows
 
+    def growing_windows(self, total: int, largest: int) -> list[Window]:
+        """Windows over ``[0, total)`` whose cores double from ``chunk`` up to ``largest`` samples.
 
-def growing_windows(
-    total: int, first: int, largest: int, context: int, crossfade: int, multiple: int = 1
-) -> list[Window]:
-    """Windows over ``[0, total)`` whose cores double from ``first`` up to ``largest`` samples.
-
-    For streaming: the first block comes after a short model call, and each later call covers
-    about twice the audio already handed out, so rendering at any real-time factor below about 1
-    stays ahead of playback. Windows are not of equal length (they are never batched) and end at
-    ``total``; every other boundary is a multiple of ``multiple``. One window ``[0, total)`` when
-    the signal fits in the first core and its context.
-    """
-    if total <= 0:
-        raise ValueError(f"cannot plan windows over {total} samples")
-    for name, value in (("first", first), ("largest", largest), ("context", context)):
-        if value < 0 or value % multiple:
-            raise ValueError(f"{name} ({value}) must be a non-negative multiple of {multiple}")
-    if first < multiple or largest < first:
-        raise ValueError(f"need {multiple} <= first ({first}) <= largest ({largest})")
-    if crossfade < 0 or crossfade % (2 * multiple) or crossfade > min(2 * context, first):
-        raise ValueError(
-            f"crossfade ({crossfade}) must be a multiple of {2 * multiple} of at most "
-            f"min(2 × context, first) = {min(2 * context, first)}"
-        )
-    half_fade = crossfade // 2
-    bounds, core = [0], first
-    while bounds[-1] + core + context < total:
-        bounds.append(bounds[-1] + core)
-        core = min(largest, 2 * core)
-    bounds.append(total)
-    windows = []
-    for index, (core_start, core_end) in enumerate(itertools.pairwise(bounds)):
-        keep_start = 0 if index == 0 else core_start - half_fade
-        keep_end = total if core_end == total else core_end + half_fade
-        start, end = max(0, core_start - context), min(total, core_end + context)
-        windows.append(Window(start, end, keep_start, keep_end, core_start, core_end))
-    return windows
+        For streaming: the first block comes after one short model call, and each later call
+        covers twice the audio of the one before, so fewer calls pay the context. A renderer keeps
+        ahead of playback only if it runs well under real time (the second call renders twice what
+        the first handed out). Windows are not of equal length (they are never batched) and end at
+        ``total``; every other boundary is a multiple of ``multiple``. One window ``[0, total)``
+        when the signal fits in the first core and its context.
+        """
+        if total <= 0:
+            raise ValueError(f"cannot plan windows over {total} samples")
+        if largest < self.chunk or largest % self.multiple:
+            raise ValueError(
+                f"largest ({largest}) must be a multiple of {self.multiple} of at least chunk ({self.chunk})"
+            )
+        half_fade = self.crossfade // 2
+        bounds, core = [0], self.chunk
+        while bounds[-1] + core + self.context < total:
+            bounds.append(bounds[-1] + core)
+            core = min(largest, 2 * core)
+        bounds.append(total)
+        windows = []
+        for index, (core_start, core_end) in enumerate(itertools.pairwise(bounds)):
+            keep_start = 0 if index == 0 else core_start - half_fade
+            keep_end = total if core_end == total else core_end + half_fade
+            start, end = max(0, core_start - self.context), min(total, core_end + self.context)
+            windows.append(Window(start, end, keep_start, keep_end, core_start, core_end))
+        return windows
 
 
 def _scaled(samples: int, ratio: float) -> int:

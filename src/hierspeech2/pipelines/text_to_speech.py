@@ -3,6 +3,7 @@ of any length."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..audio_stream import MemorySink
-from ..chunking import CrossFader, Window, fade_in_weights, growing_windows
+from ..chunking import ChunkPlan, CrossFader, Window, fade_in_weights
 from ..constants import F0_FRAMES_PER_HOP, HOP_LENGTH, MODEL_SAMPLE_RATE, PAD_MULTIPLE, PITCH_FLOOR_HZ
 from ..errors import MissingSymbolsError, TextError
 from ..models import HierSpeech2, SpeechSR, TextToVec
@@ -61,13 +62,15 @@ STREAM_CROSSFADE = 2 * PAD_MULTIPLE  # 0.16 s, as voice conversion's windows
 STREAM_LARGEST_WINDOW = 64 * PAD_MULTIPLE  # 5.12 s owned by one streamed backbone call
 
 
-def _aligned_samples(seconds: float, name: str) -> int:
-    """Seconds → 16 kHz samples, a whole number (at least one) of :data:`PAD_MULTIPLE` (0.08 s)."""
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {seconds}")
-    return min(
-        STREAM_LARGEST_WINDOW, max(1, round(seconds * MODEL_SAMPLE_RATE / PAD_MULTIPLE)) * PAD_MULTIPLE
-    )
+def _stream_plan(first_block_seconds: float) -> ChunkPlan:
+    """The window geometry of a stream's first backbone call (its core whole multiples of
+    :data:`PAD_MULTIPLE`, 0.08 s; at most :data:`STREAM_LARGEST_WINDOW`)."""
+    if not math.isfinite(first_block_seconds) or first_block_seconds <= 0:
+        raise ValueError(
+            f"first_block_seconds must be a positive number of seconds, got {first_block_seconds}"
+        )
+    first = max(1, round(first_block_seconds * MODEL_SAMPLE_RATE / PAD_MULTIPLE)) * PAD_MULTIPLE
+    return ChunkPlan(min(STREAM_LARGEST_WINDOW, first), STREAM_CONTEXT, STREAM_CROSSFADE, PAD_MULTIPLE)
 
 
 @dataclass
@@ -190,7 +193,7 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         The first piece is cut to about ``first_piece_chars`` characters so that audio starts early
         (F5-TTS does the same), and the backbone renders it in windows that grow from
         ``first_block_seconds`` (doubling, with :data:`STREAM_CONTEXT_SECONDS` of context each side
-        and cross-fades; :func:`~hierspeech2.chunking.growing_windows`), so the first block does
+        and cross-fades; :meth:`~hierspeech2.chunking.ChunkPlan.growing_windows`), so the first block does
         not wait for the whole piece; later pieces continue the growth. ``first_block_seconds=None``
         renders every piece whole. Pauses between pieces come as blocks of silence. The whole text
         is checked (and refused with :class:`~hierspeech2.errors.MissingSymbolsError`) and the
@@ -200,11 +203,7 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         """
         if first_piece_chars < 1:
             raise ValueError(f"first_piece_chars must be positive, got {first_piece_chars}")
-        core = (
-            None
-            if first_block_seconds is None
-            else _aligned_samples(first_block_seconds, "first_block_seconds")
-        )
+        plan = None if first_block_seconds is None else _stream_plan(first_block_seconds)
         options = self._call_options(settings)
         with inference_context():
             pieces = self._stream_pieces(text, options.language, first_piece_chars)
@@ -215,7 +214,7 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         target = self._peak_for(prompt)
         gain = None
         for index, (piece, tokens) in enumerate(pieces):
-            blocks = self._stream_piece(tokens, prompt, options, core, seed, index)
+            blocks = self._stream_piece(tokens, prompt, options, plan, seed, index)
             for audio, first, last, windows in blocks:
                 if not audio.numel():
                     continue
@@ -231,8 +230,8 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
                     if last:
                         audio[audio.numel() - edge :] *= ramp.flip(0)
                 yield audio
-            if core is not None:
-                core = min(STREAM_LARGEST_WINDOW, core * 2**windows)
+            if plan is not None:  # the next piece goes on doubling
+                plan = dataclasses.replace(plan, chunk=min(STREAM_LARGEST_WINDOW, plan.chunk * 2**windows))
             if index < len(pieces) - 1:
                 yield torch.zeros(round(piece.pause * self.output_rate))
 
@@ -241,7 +240,7 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         tokens: Tensor,
         prompt: Prompt,
         options: TextToSpeechOptions,
-        core: int | None,
+        plan: ChunkPlan | None,
         seed: int | None,
         index: int,
     ) -> Iterator[tuple[Tensor, bool, bool, int]]:
@@ -250,12 +249,10 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         with inference_context(), seeded(None if seed is None else seed + index):
             semantic, log_f0, frames = self._text_to_vec(tokens.reshape(1, -1), [prompt], options)
         total = int(frames[0]) * HOP_LENGTH
-        if core is None:
+        if plan is None:
             windows = [Window(0, total, 0, total, 0, total)]
         else:
-            windows = growing_windows(
-                total, core, STREAM_LARGEST_WINDOW, STREAM_CONTEXT, STREAM_CROSSFADE, PAD_MULTIPLE
-            )
+            windows = plan.growing_windows(total, STREAM_LARGEST_WINDOW)
         ratio = self.output_rate / MODEL_SAMPLE_RATE
         fader = CrossFader(round(STREAM_CROSSFADE * ratio) if len(windows) > 1 else 0)
         for number, window in enumerate(windows):
