@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,6 +33,30 @@ def speech(seconds: float) -> torch.Tensor:
     clips = torch.cat([load_audio(path) for path in sorted((SHARED / "audio").glob("*.wav"))])
     n = int(seconds * 16_000)
     return clips.repeat(n // clips.numel() + 1)[:n].contiguous()
+
+
+def super_resolve(engine: Callable, wav: torch.Tensor) -> torch.Tensor:
+    return engine(wav, 16_000)[0]
+
+
+def side_by_side(runs: dict[str, Callable[[], torch.Tensor]], reps: int) -> tuple[float, float, float, float]:
+    """Time ``runs["torch"]`` and ``runs["ort"]`` alternately after one warm-up each →
+    (torch median s, onnxruntime median s, median of the paired torch/ort ratios, max |difference|)."""
+    outputs = {name: run() for name, run in runs.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            began = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - began)
+    ratios = [t / o for t, o in zip(times["torch"], times["ort"])]
+    difference = (outputs["torch"] - outputs["ort"]).abs().max().item()
+    return (
+        statistics.median(times["torch"]),
+        statistics.median(times["ort"]),
+        statistics.median(ratios),
+        difference,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,17 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         engines = {"torch": SuperResolution(model), "ort": SuperResolution(onnx_speechsr(model))}
         for seconds in args.lengths:
             wav = speech(seconds)
-            outputs = {name: engine(wav, 16_000)[0] for name, engine in engines.items()}  # warm-up
-            times: dict[str, list[float]] = {"torch": [], "ort": []}
-            for _ in range(args.reps):
-                for name, engine in engines.items():
-                    began = time.perf_counter()
-                    engine(wav, 16_000)
-                    times[name].append(time.perf_counter() - began)
-            ratios = [t / o for t, o in zip(times["torch"], times["ort"])]
-            torch_s, ort_s = statistics.median(times["torch"]), statistics.median(times["ort"])
-            diff = (outputs["torch"] - outputs["ort"]).abs().max().item()
-            speed_up = statistics.median(ratios)
+            runs = {name: partial(super_resolve, engine, wav) for name, engine in engines.items()}
+            torch_s, ort_s, speed_up, diff = side_by_side(runs, args.reps)
             print(f"{rate:>6} {seconds:>8g} {torch_s:>8.3f} {ort_s:>8.3f} {torch_s / seconds:>9.3f} "
                   f"{ort_s / seconds:>8.3f} {speed_up:>11.2f}× {diff:>11.2e}", flush=True)  # fmt: skip
 
@@ -95,21 +112,12 @@ def backbone_speed(lengths: list[float], reps: int) -> None:
         log_f0 = torch.rand(1, 1, 4 * frames) + 4.0
         arguments = (semantic, torch.tensor([frames]), prompt, prompt_lengths, log_f0)
 
-        def run(name: str, arguments: tuple = arguments) -> torch.Tensor:
+        def convert(engine: torch.nn.Module, arguments: tuple = arguments) -> torch.Tensor:
             with inference_context():
-                return engines[name].voice_conversion(*arguments, noise_scale=0.0)
+                return engine.voice_conversion(*arguments, noise_scale=0.0)
 
-        outputs = {name: run(name) for name in engines}  # warm-up
-        times: dict[str, list[float]] = {"torch": [], "ort": []}
-        for _ in range(reps):
-            for name in engines:
-                began = time.perf_counter()
-                run(name)
-                times[name].append(time.perf_counter() - began)
-        ratios = [t / o for t, o in zip(times["torch"], times["ort"])]
-        torch_s, ort_s = statistics.median(times["torch"]), statistics.median(times["ort"])
-        diff = (outputs["torch"] - outputs["ort"]).abs().max().item()
-        speed_up = statistics.median(ratios)
+        runs = {name: partial(convert, engine) for name, engine in engines.items()}
+        torch_s, ort_s, speed_up, diff = side_by_side(runs, reps)
         print(f"backbone {seconds:>6g} s: torch {torch_s:.3f} s, onnxruntime {ort_s:.3f} s, "
               f"onnxruntime speed-up {speed_up:.2f}×, max |diff| {diff:.2e}", flush=True)  # fmt: skip
 

@@ -80,6 +80,20 @@ def _session(path: Path, threads: int | None) -> Any:
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _reference_copy(model: nn.Module) -> nn.Module:
+    """A float32 CPU copy of ``model`` with the reference activations (they trace to plain ops; a
+    pipeline may have switched the model to the fast ones) and weight norm folded."""
+    from .nn.inference import fuse_weight_norm, use_fast_activations
+
+    return fuse_weight_norm(use_fast_activations(copy.deepcopy(model).float().cpu().eval(), enabled=False))
+
+
+def _save(program: Any, out_dir: Path, config: dict[str, Any]) -> Path:
+    program.save(str(out_dir / ONNX_FILE))
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return out_dir
+
+
 def _read_config(folder: Path, kind: str) -> dict[str, Any]:
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
@@ -92,43 +106,49 @@ def _read_config(folder: Path, kind: str) -> dict[str, Any]:
 
 def export_speechsr(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``model`` (a :class:`~hierspeech2.models.SpeechSR`) to ``out_dir``: model.onnx, config.json."""
-    from .nn.inference import fuse_weight_norm, use_fast_activations
-
     if not hasattr(model, "generator") or not hasattr(model, "output_rate"):
         raise CheckpointError(f"ONNX export takes a SpeechSR model, not a {type(model).__name__}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # the reference activations trace to plain ops (a pipeline may have switched the model to the fast ones)
-    reference = use_fast_activations(copy.deepcopy(model).float().cpu().eval(), enabled=False)
-    generator = fuse_weight_norm(reference).generator
+    generator = _reference_copy(model).generator
     example = torch.zeros(1, 1, 16_000)
     batch = torch.export.Dim("batch", min=1, max=1024)
     samples = torch.export.Dim("samples", min=MIN_EXPORT_SAMPLES, max=16_000 * 3_600 * 4)
     program = _onnx_program(
         generator, (example,), {"x": {0: batch, 2: samples}}, input_names=["wav"], output_names=["audio"]
     )
-    program.save(str(out_dir / ONNX_FILE))
     config = {"kind": "SpeechSR", "input_rate": int(model.input_rate), "output_rate": int(model.output_rate)}
-    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    return out_dir
+    return _save(program, out_dir, config)
 
 
-class OnnxSpeechSR(nn.Module):
-    """An exported SpeechSR run by onnxruntime, with the torch model's interface (CPU, float32).
+class _OnnxEngine(nn.Module):
+    """An exported model of kind ``KIND`` run by onnxruntime (CPU, float32).
 
     Args:
-        folder: a folder written by :func:`export_speechsr`.
+        folder: a folder written by this module's export of that kind.
         threads: onnxruntime intra-op threads (default: torch's thread count).
     """
+
+    KIND = ""
 
     def __init__(self, folder: str | os.PathLike[str], threads: int | None = None) -> None:
         super().__init__()
         folder = Path(folder)
-        config = _read_config(folder, "SpeechSR")
-        self.input_rate, self.output_rate = int(config["input_rate"]), int(config["output_rate"])
+        self.config = _read_config(folder, self.KIND)
         self.session = _session(folder / ONNX_FILE, threads)
         # no weights of its own: this parameter only tells the pipelines where inputs go (CPU, float32)
         self.device_marker = nn.Parameter(torch.zeros(0), requires_grad=False)
+
+
+class OnnxSpeechSR(_OnnxEngine):
+    """An exported SpeechSR (:func:`export_speechsr`) run by onnxruntime, with the torch model's
+    interface."""
+
+    KIND = "SpeechSR"
+
+    def __init__(self, folder: str | os.PathLike[str], threads: int | None = None) -> None:
+        super().__init__(folder, threads)
+        self.input_rate, self.output_rate = int(self.config["input_rate"]), int(self.config["output_rate"])
 
     def forward(self, wav: Tensor, sample_rate: int | None = None) -> Tensor:
         if sample_rate is not None and sample_rate != self.input_rate:
@@ -163,15 +183,11 @@ def export_backbone(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
     """Write the conversion path of ``model`` (a :class:`~hierspeech2.models.HierSpeech2`) to
     ``out_dir``: model.onnx, config.json. Batch, frames and prompt frames are dynamic; prompts come
     as two rows per item (original, denoised), as the pipelines give them."""
-    from .nn.inference import fuse_weight_norm, use_fast_activations
-
     if not hasattr(model, "voice_conversion") or not hasattr(model, "style_encoder"):
         raise CheckpointError(f"backbone ONNX export takes a HierSpeech2 model, not a {type(model).__name__}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    reference = fuse_weight_norm(
-        use_fast_activations(copy.deepcopy(model).float().cpu().eval(), enabled=False)
-    )
+    reference = _reference_copy(model)
     semantic_channels = reference.perturbed_prior_encoder.pre_source.in_channels
     frames, prompt_frames = 48, 120
     example = (  # a batch of 2: torch.export would fix a dimension of size 1
@@ -194,27 +210,18 @@ def export_backbone(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
         input_names=list(BACKBONE_INPUTS),
         output_names=["audio"],
     )
-    program.save(str(out_dir / ONNX_FILE))
-    config = {"kind": "HierSpeech2", "semantic_channels": int(semantic_channels)}
-    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    return out_dir
+    return _save(program, out_dir, {"kind": "HierSpeech2", "semantic_channels": int(semantic_channels)})
 
 
-class OnnxBackbone(nn.Module):
-    """An exported backbone conversion path run by onnxruntime, offering
-    :meth:`~hierspeech2.models.HierSpeech2.voice_conversion` (CPU, float32).
+class OnnxBackbone(_OnnxEngine):
+    """An exported backbone conversion path (:func:`export_backbone`) run by onnxruntime, offering
+    :meth:`~hierspeech2.models.HierSpeech2.voice_conversion`."""
 
-    Args:
-        folder: a folder written by :func:`export_backbone`.
-        threads: onnxruntime intra-op threads (default: torch's thread count).
-    """
+    KIND = "HierSpeech2"
 
     def __init__(self, folder: str | os.PathLike[str], threads: int | None = None) -> None:
-        super().__init__()
-        folder = Path(folder)
-        self.semantic_channels = int(_read_config(folder, "HierSpeech2")["semantic_channels"])
-        self.session = _session(folder / ONNX_FILE, threads)
-        self.device_marker = nn.Parameter(torch.zeros(0), requires_grad=False)
+        super().__init__(folder, threads)
+        self.semantic_channels = int(self.config["semantic_channels"])
 
     def voice_conversion(
         self,
@@ -284,4 +291,4 @@ def onnx_backbone(model: nn.Module, cache_dir: str | os.PathLike[str] | None = N
 
 def describe(module: Any) -> str:
     """``"onnxruntime"`` for an ONNX engine of this module, else ``"torch"`` (for logs and benchmarks)."""
-    return "onnxruntime" if isinstance(module, (OnnxSpeechSR, OnnxBackbone)) else "torch"
+    return "onnxruntime" if isinstance(module, _OnnxEngine) else "torch"
