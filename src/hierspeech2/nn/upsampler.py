@@ -213,13 +213,19 @@ class Upsampler(nn.Module):
         return self.activation_post.halo if self.activation == "snakebeta" else 0
 
     def features(
-        self, x: Tensor, style: Tensor | None = None, **injections: Tensor | Mapping[int, Tensor] | None
+        self,
+        x: Tensor,
+        style: Tensor | None = None,
+        *,
+        injection: Tensor | None = None,
+        stage_injections: Mapping[int, Tensor] | None = None,
     ) -> Tensor:
         """Hidden features before ``conv_post``: [B, in, T] → [B, hidden_channels, T · ∏ rates].
 
-        Takes :meth:`forward`'s ``style`` and injections (a subclass's own ``forward`` is bypassed).
+        ``style`` [B, cond_channels, 1] goes through ``cond``; ``injection`` [B, initial, T] is
+        added after ``conv_pre``; ``stage_injections[i]`` after stage ``i``'s upsampling.
         """
-        return Upsampler.forward(self, x, style, **injections, features_only=True)
+        return self._run(x, style, injection, stage_injections, with_output=False)
 
     def forward(
         self,
@@ -228,14 +234,22 @@ class Upsampler(nn.Module):
         *,
         injection: Tensor | None = None,
         stage_injections: Mapping[int, Tensor] | None = None,
-        features_only: bool = False,
     ) -> Tensor:
-        """[B, in, T] (+ style [B, cond, 1]) → [B, out_channels, T · ∏ rates].
+        """[B, in, T] (+ style [B, cond, 1]) → [B, out_channels, T · ∏ rates]; see :meth:`features`."""
+        return self._run(x, style, injection, stage_injections, with_output=True)
 
-        ``style`` [B, cond_channels, 1] goes through ``cond``; ``injection`` [B, initial, T] is
-        added after ``conv_pre``; ``stage_injections[i]`` after stage ``i``'s upsampling.
-        ``features_only`` stops before ``conv_post`` (see :meth:`features`).
-        """
+    def _output(self, hidden: Tensor) -> Tensor:
+        out = self.conv_post(hidden)
+        return torch.tanh(out) if self.tanh_output else out
+
+    def _run(
+        self,
+        x: Tensor,
+        style: Tensor | None,
+        injection: Tensor | None,
+        stage_injections: Mapping[int, Tensor] | None,
+        with_output: bool,
+    ) -> Tensor:
         x = self.conv_pre(x)
         if injection is not None:
             x = x + injection
@@ -251,18 +265,14 @@ class Upsampler(nn.Module):
             x = self.upsample(last, x)
             if stage_injections.get(last) is not None:
                 x = x + stage_injections[last]
-            return self._fast_last_stage(x, with_output=not features_only).transpose(1, 2)
+            return self._fast_last_stage(x, with_output).transpose(1, 2)
         for index in range(len(self.upsample_rates)):
             x = self.stage(index, x, stage_injections.get(index))
         if self.activation == "snakebeta":
             hidden = self.activation_post(x)
         else:
             hidden = F.leaky_relu(x, POST_LEAKY_SLOPE)
-        return hidden if features_only else self._output(hidden)
-
-    def _output(self, hidden: Tensor) -> Tensor:
-        out = self.conv_post(hidden)
-        return torch.tanh(out) if self.tanh_output else out
+        return self._output(hidden) if with_output else hidden
 
     def _fast_last_stage(self, x: Tensor, with_output: bool) -> Tensor:
         """The last stage's blocks, the post activation and
