@@ -24,7 +24,7 @@ from .common import (
     resolve_runtime,
     show_progress,
 )
-from .synthesis import load_as, pipeline_options, speechsr
+from .synthesis import add_engine_option, load_as, pipeline_options, speechsr
 
 __all__ = ["SUMMARY", "add_parser", "run"]
 
@@ -69,13 +69,7 @@ def add_parser(commands: Any, name: str) -> None:
         default=None,
         help="official SpeechSR .pth (default: the weights packaged with hierspeech2)",
     )
-    sr.add_argument(
-        "--engine",
-        choices=("torch", "onnxruntime"),
-        default="torch",
-        help="what runs SpeechSR: torch, or onnxruntime on the model exported to ONNX once and cached "
-        "(CPU; see README 'Speed')",
-    )
+    add_engine_option(sr, "SpeechSR")
     add_runtime_options(sr, SuperResolutionOptions.default("batch_size"))
 
 

@@ -15,6 +15,7 @@ from .common import DEFAULT_OUTPUT_RATE, SPEECHSR_RATES, Runtime, UsageError
 __all__ = [
     "DEFAULT_TTS_MODEL",
     "DEFAULT_VC_MODEL",
+    "add_engine_option",
     "add_synthesis_options",
     "check_synthesis_usage",
     "components",
@@ -31,6 +32,17 @@ DEFAULT_TTS_MODEL = "hierspeech2-tts"
 
 
 ENGINES = ("torch", "onnxruntime")
+
+
+def add_engine_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--engine``: torch, or onnxruntime on the ONNX export of ``what`` (made once and cached)."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="torch",
+        help=f"what runs {what}: torch (default), or onnxruntime on the ONNX export, made once per "
+        "weights and cached (CPU, float32; slower than torch on the CPUs measured, see README 'Speed')",
+    )
 
 
 def add_synthesis_options(parser: argparse.ArgumentParser, default_model: str, noise_scale: float) -> None:
@@ -81,14 +93,7 @@ def add_synthesis_options(parser: argparse.ArgumentParser, default_model: str, n
         help="CPU only: run the dense layers of MMS and the backbone in dynamic int8 "
         "(faster on CPU, output within the sampling noise; see README 'Speed')",
     )
-    parser.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="torch",
-        help="what runs the backbone and SpeechSR: torch (default), or onnxruntime on their ONNX export, "
-        "made once per weights and cached (CPU, float32; slower than torch on the CPUs measured, "
-        "see README 'Speed')",
-    )
+    add_engine_option(parser, "the backbone and SpeechSR")
 
 
 def check_synthesis_usage(args: argparse.Namespace) -> None:
