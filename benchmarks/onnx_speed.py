@@ -10,7 +10,10 @@ fast path) and once on the exported model (``hierspeech2.onnx.onnx_speechsr``), 
 call so that both see the same machine load; medians, the median of the paired ratios, and
 max |onnxruntime − torch| of the outputs. The export (once per weights, cached) is not timed.
 ``--backbone`` also times the full-size backbone's conversion path (``voice_conversion`` at noise 0,
-random weights, 3 s prompt) on torch's fast paths against its ONNX export (exported once, timed).
+random weights, 3 s prompt) on torch's fast paths against its ONNX export (exported once, timed);
+``--ttv`` the full-size text-to-vec model (``infer_with_lengths`` at default noise under one seed,
+so both engines draw the same durations; random weights, 3 s prompt), with ``--tokens`` phoneme
+ids per call (the output length in frames is printed with it).
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--backbone", action="store_true", help="also the backbone's conversion path")
-    parser.add_argument("--skip-sr", action="store_true", help="only the backbone")
+    parser.add_argument("--ttv", action="store_true", help="also the text-to-vec model")
+    parser.add_argument("--tokens", nargs="+", type=int, default=[60, 240], help="token counts for --ttv")
+    parser.add_argument("--skip-sr", action="store_true", help="only the backbone / text-to-vec model")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.backbone:
         backbone_speed(args.lengths, args.reps)
+    if args.ttv:
+        ttv_speed(args.tokens, args.reps)
 
 
 def backbone_speed(lengths: list[float], reps: int) -> None:
@@ -120,6 +127,36 @@ def backbone_speed(lengths: list[float], reps: int) -> None:
         torch_s, ort_s, speed_up, diff = side_by_side(runs, reps)
         print(f"backbone {seconds:>6g} s: torch {torch_s:.3f} s, onnxruntime {ort_s:.3f} s, "
               f"onnxruntime speed-up {speed_up:.2f}×, max |diff| {diff:.2e}", flush=True)  # fmt: skip
+
+
+def ttv_speed(token_counts: list[int], reps: int) -> None:
+    import tempfile
+
+    from hierspeech2.models import TextToVec
+    from hierspeech2.onnx import OnnxTextToVec, export_ttv
+
+    torch.manual_seed(0)
+    model = TextToVec().eval()
+    began = time.perf_counter()
+    folder = export_ttv(model, Path(tempfile.mkdtemp()) / "ttv")
+    print(f"text-to-vec exported in {time.perf_counter() - began:.0f} s")
+    engines = {"torch": model, "ort": OnnxTextToVec(folder)}
+    prompt = torch.randn(2, 80, 150)  # 3 s
+    prompt_lengths = torch.full((2,), 150)
+    for count in token_counts:
+        tokens = torch.randint(1, model.n_vocab, (1, count))
+        arguments = (tokens, torch.tensor([count]), prompt, prompt_lengths)
+
+        def infer(engine: torch.nn.Module, arguments: tuple = arguments) -> torch.Tensor:
+            torch.manual_seed(1)  # the same duration and prior draws on both engines
+            return engine.infer_with_lengths(*arguments)[0]
+
+        runs = {name: partial(infer, engine) for name, engine in engines.items()}
+        torch_s, ort_s, speed_up, diff = side_by_side(runs, reps)
+        frames = runs["torch"]().shape[-1]
+        print(f"text-to-vec {count:>4} tokens, {frames} frames ({frames / 50:.1f} s): torch {torch_s:.3f} s, "
+              f"onnxruntime {ort_s:.3f} s, onnxruntime speed-up {speed_up:.2f}×, max |diff| {diff:.2e}",
+              flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

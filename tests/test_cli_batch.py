@@ -336,6 +336,25 @@ def test_vc_and_tts_on_onnxruntime_match_torch(work: Path, capsys, tmp_path, mon
     assert outputs["torch"].shape == outputs["onnxruntime"].shape
     assert np.abs(outputs["torch"] - outputs["onnxruntime"]).max() <= 2 / 32768 + 1e-4  # 16-bit WAVs
     assert len(list((tmp_path / "cache" / "onnx").glob("backbone-*"))) == 1  # exported once, cached
+    for engine in ("torch", "onnxruntime"):  # the same seed: the same durations and prior draws
+        path = work / f"tts_{engine}.wav"
+        arguments = ["tts", "Two short words.", "--prompt", str(work / "clip2.wav"), "-o", str(path)]
+        arguments += [
+            "--output-rate",
+            "16000",
+            "--noise-scale",
+            "0",
+            "--denoise-ratio",
+            "0",
+            "--seed",
+            "5",
+        ]
+        arguments += ["--engine", engine, *tiny(work, "backbone", "ttv")]
+        assert command.main(arguments) == 0, capsys.readouterr().err
+        outputs[engine], _ = sf.read(path)
+    assert outputs["torch"].shape == outputs["onnxruntime"].shape
+    assert np.abs(outputs["torch"] - outputs["onnxruntime"]).max() <= 2 / 32768 + 1e-4
+    assert len(list((tmp_path / "cache" / "onnx").glob("ttv-*"))) == 1
     result = cli("vc", str(work / "clip1.wav"), str(work / "clip2.wav"), "-o", str(work / "x.wav"),
                  "--engine", "onnxruntime", "--int8", *tiny(work, "backbone", "mms"))  # fmt: skip
     one_line_error(result, 2, "--engine onnxruntime runs float32 on the CPU")

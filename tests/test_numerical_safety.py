@@ -16,7 +16,7 @@ import tiny_models
 import torch
 
 from hierspeech2.errors import AudioError, HierSpeechError, SettingError
-from hierspeech2.models.ttv import MAX_INFER_FRAMES
+from hierspeech2.models.ttv_inference import MAX_INFER_FRAMES
 from hierspeech2.pipelines import MAX_INPUT_PEAK, SuperResolution, TextToSpeech, VoiceConversion
 from hierspeech2.text import text_to_tokens
 

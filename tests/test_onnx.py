@@ -1,4 +1,5 @@
-"""SpeechSR through ONNX: exported with dynamic lengths, run by onnxruntime, within 1e-4 of torch."""
+"""ONNX export of SpeechSR, the backbone's conversion path and text-to-vec, run by onnxruntime,
+checked against torch."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 
 from hierspeech2.audio import load_audio
 from hierspeech2.cli import main
-from hierspeech2.errors import CheckpointError
+from hierspeech2.errors import AudioError, CheckpointError
 from hierspeech2.models import SpeechSR
 from hierspeech2.pipelines import SuperResolution
 
@@ -130,3 +131,69 @@ def test_voice_conversion_and_tts_run_on_the_exported_backbone(tiny_backbone_exp
         )
         spoken.append(tts("A short test.", prompt, prompt_rate=16_000, seed=0)[0])
     assert spoken[0].shape == spoken[1].shape and (spoken[0] - spoken[1]).abs().max() < BOUND
+
+
+@pytest.fixture(scope="module")
+def tiny_ttv_export(tmp_path_factory):
+    import tiny_models
+
+    ttv = tiny_models.ttv()
+    return ttv, onnx.export_ttv(ttv, tmp_path_factory.mktemp("onnx") / "ttv")
+
+
+def test_text_to_vec_matches_torch_at_any_batch_length_and_seed(tiny_ttv_export) -> None:
+    ttv, folder = tiny_ttv_export
+    engine = onnx.OnnxTextToVec(folder)
+    assert (engine.semantic_channels, engine.pitch_frames_per_frame) == (ttv.semantic_channels, 4)
+    assert (engine.symbols, engine.n_vocab) == (ttv.symbols, ttv.n_vocab)
+    generator = torch.Generator().manual_seed(0)
+    # one item; three padded items; the shortest text and prompt; one prompt row per item
+    for batch, tokens, prompt_frames, rows in ((1, 15, 120, 2), (3, 31, 90, 2), (1, 2, 2, 2), (2, 9, 64, 1)):
+        ids = torch.randint(1, ttv.n_vocab, (batch, tokens), generator=generator)
+        lengths = torch.tensor([tokens, max(2, tokens - 6), max(2, tokens - 11)][:batch])
+        ids = ids.masked_fill(torch.arange(tokens) >= lengths[:, None], 0)
+        prompt = torch.randn(rows * batch, 80, prompt_frames, generator=generator)
+        prompt_lengths = torch.tensor([prompt_frames, max(2, prompt_frames - 5)] * 3)[: rows * batch]
+        for settings in (
+            {"noise_scale": 0.0, "noise_scale_w": 0.0},
+            {"length_scale": 1.3, "denoise_ratio": 0.4},
+        ):
+            results = []
+            for model in (ttv, engine):  # the same seed: the same duration and prior draws
+                torch.manual_seed(7)
+                results.append(model.infer_with_lengths(ids, lengths, prompt, prompt_lengths, **settings))
+            (semantic, log_f0, frames), (got_semantic, got_log_f0, got_frames) = results
+            assert torch.equal(got_frames, frames) and got_semantic.shape == semantic.shape
+            assert got_log_f0.shape == log_f0.shape == (batch, 1, 4 * semantic.shape[-1])
+            assert (got_semantic - semantic).abs().max() < BOUND, (batch, tokens, settings)
+            assert (got_log_f0 - log_f0).abs().max() < BOUND, (batch, tokens, settings)
+    assert engine.infer(ids, lengths, prompt, prompt_lengths)[0].shape[0] == 2
+    with pytest.raises(AudioError, match="at least 2 tokens"):
+        engine.infer(torch.ones(1, 1, dtype=torch.long), torch.tensor([1]), prompt[:2], prompt_lengths[:2])
+    with pytest.raises(CheckpointError, match="holds a 'TextToVec' export, not HierSpeech2"):
+        onnx.OnnxBackbone(folder)
+    with pytest.raises(CheckpointError, match="takes a TextToVec model"):
+        onnx.export_ttv(SpeechSR.from_packaged(48_000), folder.parent / "wrong")
+
+
+def test_tts_runs_on_the_exported_text_to_vec_and_backbone(
+    tiny_ttv_export, tiny_backbone_export, speech, tmp_path, monkeypatch
+) -> None:
+    from hierspeech2.pipelines import TextToSpeech
+
+    ttv, ttv_folder = tiny_ttv_export
+    backbone, backbone_folder = tiny_backbone_export
+    spoken = []
+    for models in ((ttv, backbone), (onnx.OnnxTextToVec(ttv_folder), onnx.OnnxBackbone(backbone_folder))):
+        tts = TextToSpeech(*models, output_rate=16_000, noise_scale_vc=0.0)  # the TTV's noise is seeded
+        spoken.append(tts("A short test, and a second piece.", speech[1], prompt_rate=16_000, seed=3)[0])
+    assert spoken[0].shape == spoken[1].shape and (spoken[0] - spoken[1]).abs().max() < BOUND
+    # export picks the exporter by model kind and the cache exports once per weights
+    monkeypatch.setenv("HIERSPEECH2_CACHE", str(tmp_path / "cache"))
+    ttv.save_pretrained(tmp_path / "native")
+    assert main(["export", str(tmp_path / "native"), str(tmp_path / "exported"), "--format", "onnx"]) == 0
+    assert onnx.OnnxTextToVec(tmp_path / "exported").semantic_channels == ttv.semantic_channels
+    engine = onnx.onnx_ttv(ttv)
+    assert isinstance(engine, onnx.OnnxTextToVec) and len(list((tmp_path / "cache" / "onnx").iterdir())) == 1
+    with pytest.raises(CheckpointError, match="takes a SpeechSR, HierSpeech2 or TextToVec model"):
+        onnx.export_model(torch.nn.Linear(2, 2), tmp_path / "linear")

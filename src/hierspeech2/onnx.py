@@ -1,5 +1,5 @@
-"""ONNX export of SpeechSR and of the backbone's conversion path, and onnxruntime engines that the
-pipelines take in their place.
+"""ONNX export of SpeechSR, of the backbone's conversion path and of text-to-vec inference, and
+onnxruntime engines that the pipelines take in their place.
 
 :func:`export_speechsr` writes ``model.onnx`` (batch and length dynamic; weight norm folded) and a
 ``config.json`` naming its rates; :class:`OnnxSpeechSR` runs such a file with onnxruntime behind
@@ -14,9 +14,15 @@ dynamic), and :class:`OnnxBackbone` offers that method on onnxruntime, which is 
 ``VoiceConversion`` and ``TextToSpeech`` call. The prior's noise is drawn by onnxruntime's
 generator, so only ``noise_scale=0`` reproduces torch's output (to 1e-6 on the tiny test model).
 
+:func:`export_ttv` writes text-to-vec inference as two graphs around its data-dependent length
+expansion: ``encoder.onnx`` (style, token prior and whole durations, the duration sampler's noise
+an input) and ``decoder.onnx`` (prior sample → semantic features and log F0). :class:`OnnxTextToVec`
+shares :class:`~hierspeech2.models.ttv_inference.TextToVecInference` with the torch model: the
+expansion and both random draws happen in torch, so under one seed the engines agree at any noise.
+
 The export goes through ``torch.onnx.export(dynamo=True)`` (it needs ``onnxscript``: the ``onnx``
-extra). On the shared speech the onnxruntime output stays within 1e-4 of torch's
-(``tests/test_onnx.py``); ``benchmarks/onnx_speed.py`` times the two side by side.
+extra); :func:`export_model` picks the export by model kind (``hierspeech2 export --format onnx``).
+``tests/test_onnx.py`` checks every engine against torch; ``benchmarks/onnx_speed.py`` times them.
 """
 
 from __future__ import annotations
@@ -33,16 +39,21 @@ import torch
 from torch import Tensor, nn
 
 from .errors import AudioError, CheckpointError
+from .models.ttv_inference import MAX_INFER_FRAMES, TextToVecInference
 from .options import DEFAULT_NOISE_SCALE
 
 __all__ = [
     "ONNX_FILE",
     "OnnxBackbone",
     "OnnxSpeechSR",
+    "OnnxTextToVec",
     "export_backbone",
+    "export_model",
     "export_speechsr",
+    "export_ttv",
     "onnx_backbone",
     "onnx_speechsr",
+    "onnx_ttv",
 ]
 
 ONNX_FILE = "model.onnx"
@@ -80,6 +91,23 @@ def _session(path: Path, threads: int | None) -> Any:
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+INTEGER_INPUTS = frozenset({"tokens", "token_lengths", "semantic_lengths", "prompt_mel_lengths"})
+
+
+def _feeds(names: tuple[str, ...], *values: Any) -> dict[str, np.ndarray]:
+    """onnxruntime inputs: ``values`` (tensors or numbers) by name, int64 ids and lengths, float32 else."""
+    return {
+        name: np.ascontiguousarray(
+            torch.as_tensor(value)
+            .detach()
+            .cpu()
+            .numpy()
+            .astype(np.int64 if name in INTEGER_INPUTS else np.float32)
+        )
+        for name, value in zip(names, values, strict=True)
+    }
+
+
 def _reference_copy(model: nn.Module) -> nn.Module:
     """A float32 CPU copy of ``model`` with the reference activations (they trace to plain ops; a
     pipeline may have switched the model to the fast ones) and weight norm folded."""
@@ -88,8 +116,10 @@ def _reference_copy(model: nn.Module) -> nn.Module:
     return fuse_weight_norm(use_fast_activations(copy.deepcopy(model).float().cpu().eval(), enabled=False))
 
 
-def _save(program: Any, out_dir: Path, config: dict[str, Any]) -> Path:
-    program.save(str(out_dir / ONNX_FILE))
+def _save(programs: dict[str, Any], out_dir: Path, config: dict[str, Any]) -> Path:
+    """Each graph under its file name, then ``config.json`` (last: its presence marks a finished export)."""
+    for name, program in programs.items():
+        program.save(str(out_dir / name))
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return out_dir
 
@@ -118,7 +148,7 @@ def export_speechsr(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
         generator, (example,), {"x": {0: batch, 2: samples}}, input_names=["wav"], output_names=["audio"]
     )
     config = {"kind": "SpeechSR", "input_rate": int(model.input_rate), "output_rate": int(model.output_rate)}
-    return _save(program, out_dir, config)
+    return _save({ONNX_FILE: program}, out_dir, config)
 
 
 class _OnnxEngine(nn.Module):
@@ -130,12 +160,14 @@ class _OnnxEngine(nn.Module):
     """
 
     KIND = ""
+    GRAPHS: tuple[str, ...] = (ONNX_FILE,)
 
     def __init__(self, folder: str | os.PathLike[str], threads: int | None = None) -> None:
         super().__init__()
         folder = Path(folder)
         self.config = _read_config(folder, self.KIND)
-        self.session = _session(folder / ONNX_FILE, threads)
+        self.sessions = [_session(folder / name, threads) for name in self.GRAPHS]
+        self.session = self.sessions[0]
         # no weights of its own: this parameter only tells the pipelines where inputs go (CPU, float32)
         self.device_marker = nn.Parameter(torch.zeros(0), requires_grad=False)
 
@@ -210,7 +242,9 @@ def export_backbone(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
         input_names=list(BACKBONE_INPUTS),
         output_names=["audio"],
     )
-    return _save(program, out_dir, {"kind": "HierSpeech2", "semantic_channels": int(semantic_channels)})
+    return _save(
+        {ONNX_FILE: program}, out_dir, {"kind": "HierSpeech2", "semantic_channels": int(semantic_channels)}
+    )
 
 
 class OnnxBackbone(_OnnxEngine):
@@ -244,16 +278,162 @@ class OnnxBackbone(_OnnxEngine):
                 f"got {frames} and {prompt_mel.shape[-1]}"
             )
 
-        def array(value: Any, dtype: Any) -> np.ndarray:
-            return np.ascontiguousarray(torch.as_tensor(value).detach().cpu().numpy().astype(dtype))
-
-        feeds = dict(zip(BACKBONE_INPUTS, (
-            array(semantic, np.float32), array(semantic_lengths, np.int64), array(prompt_mel, np.float32),
-            array(prompt_mel_lengths, np.int64), array(log_f0, np.float32), array(noise_scale, np.float32),
-            array(denoise_ratio, np.float32),
-        )))  # fmt: skip
+        feeds = _feeds(
+            BACKBONE_INPUTS, semantic, semantic_lengths, prompt_mel, prompt_mel_lengths, log_f0, noise_scale,
+            denoise_ratio,
+        )  # fmt: skip
         (audio,) = self.session.run(None, feeds)
         return torch.from_numpy(audio)
+
+
+TTV_ENCODER_FILE, TTV_DECODER_FILE = "encoder.onnx", "decoder.onnx"
+TTV_ENCODER_INPUTS = (
+    "tokens", "token_lengths", "prompt_mel", "prompt_mel_lengths", "duration_noise",
+    "noise_scale_w", "length_scale", "denoise_ratio",
+)  # fmt: skip
+TTV_DECODER_INPUTS = ("prior_sample", "frame_mask", "style")
+
+
+class _TextToVecEncoder(nn.Module):
+    """:meth:`TextToVec.encode_for_inference <hierspeech2.models.TextToVec.encode_for_inference>`
+    with every argument a tensor and the duration sampler's noise an input (for export)."""
+
+    def __init__(self, ttv: nn.Module) -> None:
+        super().__init__()
+        self.ttv = ttv
+
+    def forward(  # type: ignore[no-untyped-def]
+        self, tokens, token_lengths, prompt_mel, prompt_mel_lengths, duration_noise, noise_scale_w,
+        length_scale, denoise_ratio,
+    ):  # fmt: skip
+        return self.ttv.encode_for_inference(
+            tokens, token_lengths, prompt_mel, prompt_mel_lengths, noise_scale_w, length_scale, denoise_ratio,
+            duration_noise=duration_noise,
+        )  # fmt: skip
+
+
+class _TextToVecDecoder(nn.Module):
+    """:meth:`TextToVec.decode <hierspeech2.models.TextToVec.decode>` (for export)."""
+
+    def __init__(self, ttv: nn.Module) -> None:
+        super().__init__()
+        self.ttv = ttv
+
+    def forward(self, prior_sample, frame_mask, style):  # type: ignore[no-untyped-def]
+        return self.ttv.decode(prior_sample, frame_mask, style)
+
+
+def export_ttv(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``model`` (a :class:`~hierspeech2.models.TextToVec`) to ``out_dir`` as two graphs around
+    the data-dependent length expansion: ``encoder.onnx`` (tokens and prompt mels → style, token
+    prior, whole durations) and ``decoder.onnx`` (prior sample → semantic features, log F0), with
+    ``config.json``. Batch, tokens, prompt frames and frames are dynamic."""
+    if not hasattr(model, "encode_for_inference") or not hasattr(model, "text_encoder"):
+        raise CheckpointError(
+            f"text-to-vec ONNX export takes a TextToVec model, not a {type(model).__name__}"
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reference = _reference_copy(model)
+    batch = torch.export.Dim("batch", min=1, max=256)
+    tokens = torch.export.Dim("tokens", min=MIN_EXPORT_FRAMES, max=50_000)
+    prompt_time = torch.export.Dim("prompt_frames", min=MIN_EXPORT_FRAMES, max=50 * 3_600)
+    frames = torch.export.Dim("frames", min=MIN_EXPORT_FRAMES, max=MAX_INFER_FRAMES)
+    length, prompt_frames = 20, 120
+    encoder_example = (  # a batch of 2: torch.export would fix a dimension of size 1
+        torch.ones(2, length, dtype=torch.long), torch.full((2,), length),
+        torch.zeros(4, reference.config["mel_channels"], prompt_frames), torch.full((4,), prompt_frames),
+        torch.zeros(2, 2, length), torch.tensor(1.0), torch.tensor(1.0), torch.tensor(0.0),
+    )  # fmt: skip
+    encoder_dynamic = {
+        "tokens": {0: batch, 1: tokens}, "token_lengths": {0: batch},
+        "prompt_mel": {0: 2 * batch, 2: prompt_time}, "prompt_mel_lengths": {0: 2 * batch},
+        "duration_noise": {0: batch, 2: tokens}, "noise_scale_w": {}, "length_scale": {}, "denoise_ratio": {},
+    }  # fmt: skip
+    encoder = _onnx_program(
+        _TextToVecEncoder(reference).eval(), encoder_example, encoder_dynamic,
+        input_names=list(TTV_ENCODER_INPUTS),
+        output_names=["style", "prior_mean", "prior_log_std", "durations"],
+    )  # fmt: skip
+    decoder_example = (
+        torch.zeros(2, reference.config["inter_channels"], 48), torch.ones(2, 1, 48),
+        torch.zeros(2, reference.style_channels, 1),
+    )  # fmt: skip
+    decoder_dynamic = {
+        "prior_sample": {0: batch, 2: frames},
+        "frame_mask": {0: batch, 2: frames},
+        "style": {0: batch},
+    }
+    decoder = _onnx_program(
+        _TextToVecDecoder(reference).eval(), decoder_example, decoder_dynamic,
+        input_names=list(TTV_DECODER_INPUTS), output_names=["semantic", "log_f0"],
+    )  # fmt: skip
+    config = {
+        "kind": "TextToVec",
+        "semantic_channels": int(reference.semantic_channels),
+        "pitch_frames_per_frame": int(reference.pitch_frames_per_frame),
+        "n_vocab": int(reference.n_vocab),
+        "symbols": None if reference.symbols is None else list(reference.symbols),
+    }
+    return _save({TTV_ENCODER_FILE: encoder, TTV_DECODER_FILE: decoder}, out_dir, config)
+
+
+class OnnxTextToVec(TextToVecInference, _OnnxEngine):
+    """An exported TextToVec (:func:`export_ttv`) run by onnxruntime, offering
+    :meth:`~hierspeech2.models.TextToVec.infer_with_lengths` and ``infer``.
+
+    The length expansion and both random draws (duration sampler, prior) happen in torch, in the
+    same order as the torch model's, so under one seed the two give the same durations and, within
+    float32 rounding, the same features.
+    """
+
+    KIND = "TextToVec"
+    GRAPHS = (TTV_ENCODER_FILE, TTV_DECODER_FILE)
+
+    def __init__(self, folder: str | os.PathLike[str], threads: int | None = None) -> None:
+        super().__init__(folder, threads)
+        self.semantic_channels = int(self.config["semantic_channels"])
+        self.pitch_frames_per_frame = int(self.config["pitch_frames_per_frame"])
+        self.n_vocab = int(self.config["n_vocab"])
+        symbols = self.config.get("symbols")
+        self.symbols = None if symbols is None else tuple(symbols)
+
+    def encode_for_inference(
+        self,
+        tokens: Tensor,
+        token_lengths: Tensor,
+        prompt_mel: Tensor,
+        prompt_mel_lengths: Tensor,
+        noise_scale_w: float,
+        length_scale: float,
+        denoise_ratio: float,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        batch, length = tokens.shape
+        if prompt_mel.shape[0] == batch:
+            prompt_mel = prompt_mel.repeat_interleave(2, dim=0)
+            prompt_mel_lengths = prompt_mel_lengths.repeat_interleave(2)
+        if length < MIN_EXPORT_FRAMES or prompt_mel.shape[-1] < MIN_EXPORT_FRAMES:
+            raise AudioError(
+                f"the exported text-to-vec model takes at least {MIN_EXPORT_FRAMES} tokens and prompt "
+                f"frames, got {length} and {prompt_mel.shape[-1]}"
+            )
+        duration_noise = torch.randn(batch, 2, length)  # as the torch model's duration sampler draws it
+        feeds = _feeds(
+            TTV_ENCODER_INPUTS, tokens, token_lengths, prompt_mel, prompt_mel_lengths, duration_noise,
+            noise_scale_w, length_scale, denoise_ratio,
+        )  # fmt: skip
+        style, prior_mean, prior_log_std, durations = self.sessions[0].run(None, feeds)
+        return tuple(torch.from_numpy(array) for array in (style, prior_mean, prior_log_std, durations))
+
+    def decode(self, prior_sample: Tensor, frame_mask: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
+        if prior_sample.shape[-1] < MIN_EXPORT_FRAMES:
+            raise AudioError(
+                f"the exported text-to-vec model decodes at least {MIN_EXPORT_FRAMES} frames, got "
+                f"{prior_sample.shape[-1]}: give the text more than one token"
+            )
+        feeds = _feeds(TTV_DECODER_INPUTS, prior_sample, frame_mask, style)
+        semantic, log_f0 = self.sessions[1].run(None, feeds)
+        return torch.from_numpy(semantic), torch.from_numpy(log_f0)
 
 
 def _cache_dir() -> Path:
@@ -270,7 +450,7 @@ def _cached(kind: str, model: nn.Module, export: Any, cache_dir: str | os.PathLi
         digest.update(name.encode())
         digest.update(value.detach().float().cpu().numpy().tobytes())
     folder = Path(cache_dir or _cache_dir()) / f"{kind}-{digest.hexdigest()[:16]}"
-    if not (folder / ONNX_FILE).is_file():
+    if not (folder / CONFIG_FILE).is_file():
         partial = folder.with_name(folder.name + ".partial")
         export(model, partial)
         if not folder.exists():  # another process may have finished the same export meanwhile
@@ -287,6 +467,23 @@ def onnx_backbone(model: nn.Module, cache_dir: str | os.PathLike[str] | None = N
     """``model`` (a HierSpeech2) as an :class:`OnnxBackbone`, exported once per weights and cached
     (the full-size export takes minutes)."""
     return OnnxBackbone(_cached("backbone", model, export_backbone, cache_dir))
+
+
+def onnx_ttv(model: nn.Module, cache_dir: str | os.PathLike[str] | None = None) -> OnnxTextToVec:
+    """``model`` (a TextToVec) as an :class:`OnnxTextToVec`, exported once per weights and cached."""
+    return OnnxTextToVec(_cached("ttv", model, export_ttv, cache_dir))
+
+
+def export_model(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
+    """Export ``model`` to ``out_dir`` with the export of its kind (SpeechSR, HierSpeech2's conversion
+    path, TextToVec)."""
+    exports = {"SpeechSR": export_speechsr, "HierSpeech2": export_backbone, "TextToVec": export_ttv}
+    kind = next((name for name in exports if any(c.__name__ == name for c in type(model).__mro__)), None)
+    if kind is None:
+        raise CheckpointError(
+            f"ONNX export takes a SpeechSR, HierSpeech2 or TextToVec model, not a {type(model).__name__}"
+        )
+    return exports[kind](model, out_dir)
 
 
 def describe(module: Any) -> str:

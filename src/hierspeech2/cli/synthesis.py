@@ -93,7 +93,7 @@ def add_synthesis_options(parser: argparse.ArgumentParser, default_model: str, n
         help="CPU only: run the dense layers of MMS and the backbone in dynamic int8 "
         "(faster on CPU, output within the sampling noise; see README 'Speed')",
     )
-    add_engine_option(parser, "the backbone and SpeechSR")
+    add_engine_option(parser, "the text-to-vec model (tts), the backbone and SpeechSR")
 
 
 def check_synthesis_usage(args: argparse.Namespace) -> None:

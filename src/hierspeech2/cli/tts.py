@@ -135,6 +135,10 @@ def run(args: argparse.Namespace) -> None:
     # TextToVec stays float32 under --dtype/--int8: in lower precision its durations round
     # differently, which moves the output about as far as another sampler seed (README "Speed").
     ttv = synthesis.load_as(ttv_spec, "TextToVec", "--ttv", replace(runtime, dtype=torch.float32))
+    if args.engine == "onnxruntime":
+        from ..onnx import onnx_ttv
+
+        ttv = onnx_ttv(ttv)
     synthesis.maybe_int8(args, runtime, models["backbone"])
     pipeline = TextToSpeech(ttv, **options, **models)
     progress = common.show_progress(args)

@@ -20,20 +20,17 @@ the objective needs, and the objective itself (weights, masking) lives in
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ParamSpec
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from ..checkpoint import NativeCheckpointMixin, OfficialCheckpointMixin
-from ..constants import HOP_LENGTH, MODEL_SAMPLE_RATE
 from ..errors import SettingError
-from ..nn.alignment import generate_path, monotonic_alignment_search
+from ..nn.alignment import monotonic_alignment_search
 from ..nn.attention import Encoder
 from ..nn.duration import StochasticDurationPredictor
 from ..nn.flows import TransformerCouplingBlock
@@ -41,18 +38,13 @@ from ..nn.functional import length_mask, rand_slice_segments, sample_gaussian
 from ..nn.style import StyleEncoder
 from ..nn.upsampler import Upsampler
 from ..nn.wavenet import WN
-from ..options import DEFAULT_NOISE_SCALE
 from ..text.symbols import SYMBOLS
 from ..text.tables import resolve_symbols
+from .ttv_inference import TextToVecInference, check_prompt_rows
 
-FRAMES_PER_SECOND = MODEL_SAMPLE_RATE // HOP_LENGTH  # semantic frames per second (50)
-# Longest output of one inference row (5 minutes); the flow attends over all frames, so memory grows with its
-# square.
-MAX_INFER_FRAMES = 5 * 60 * FRAMES_PER_SECOND
 RELEASED_VOCABULARY = len(SYMBOLS)
 # Weights with one row per symbol: they grow when the symbol table is extended.
 SYMBOL_ROW_WEIGHTS = ("text_encoder.emb.weight", "phoneme_classifier.weight")
-P = ParamSpec("P")
 
 
 def _grow_rows(weight: Tensor, count: int, generator: torch.Generator | None) -> Tensor:
@@ -61,22 +53,6 @@ def _grow_rows(weight: Tensor, count: int, generator: torch.Generator | None) ->
     noise = torch.randn(count, rows.shape[1], generator=generator, device=rows.device)
     added = rows.mean(0) + rows.std(0) * noise
     return torch.cat([weight.detach(), added.reshape(count, *weight.shape[1:]).to(weight.dtype)])
-
-
-def _without_lengths(
-    infer_with_lengths: Callable[P, tuple[Tensor, Tensor, Tensor]],
-) -> Callable[P, tuple[Tensor, Tensor]]:
-    """``infer_with_lengths`` returning ``(semantic, log_f0)`` only, with its arguments and defaults."""
-
-    def infer(*args: P.args, **kwargs: P.kwargs) -> tuple[Tensor, Tensor]:
-        """Phoneme ids + prompt mel → (semantic [B, 1024, T'], log_f0 [B, 1, 4T']), zero-padded:
-        :meth:`infer_with_lengths` (the same arguments) without the lengths."""
-        semantic, log_f0, _ = infer_with_lengths(*args, **kwargs)
-        return semantic, log_f0
-
-    signature = inspect.signature(infer_with_lengths)
-    infer.__signature__ = signature.replace(return_annotation=infer.__annotations__["return"])
-    return infer
 
 
 def _vocabulary_size(n_vocab: int | None, symbols: tuple[str, ...] | None) -> int:
@@ -202,11 +178,6 @@ def _gaussian_log_likelihood(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor
     return constant + quadratic + cross + mean_term
 
 
-def _equal_length_groups(lengths: Tensor) -> list[tuple[Tensor, int]]:
-    """Row indices sharing each distinct length, with that length."""
-    return [(torch.nonzero(lengths == length).squeeze(1), int(length)) for length in torch.unique(lengths)]
-
-
 @dataclass
 class TextToVecTrainingOutput:
     """What the TTV training objective needs from one :meth:`TextToVec.forward` pass.
@@ -228,7 +199,7 @@ class TextToVecTrainingOutput:
     pitch_window_starts: Tensor  # [B] first semantic frame of each row's pitch window
 
 
-class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
+class TextToVec(TextToVecInference, nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
     """Text-to-vec: phoneme ids [B, L] + prompt mel → semantic features [B, 1024, T] and log F0 [B, 1, 4T].
 
     Defaults are the released "ttv_libritts_v1" configuration. Note that the official model
@@ -298,6 +269,7 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
             # the table itself, not the path it was read from, travels with the weights
             self._hub_mixin_config.update(n_vocab=n_vocab, symbols=list(symbols))
         self.style_channels = style_channels
+        self.semantic_channels = semantic_channels
         self.pitch_frames_per_frame = math.prod(pitch_upsample_rates)
 
         self.style_encoder = StyleEncoder(mel_channels, style_hidden_channels, style_channels)
@@ -474,17 +446,8 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         With two rows per prompt, ``style = (1 - denoise_ratio) · original + denoise_ratio · denoised``.
         Each prompt is encoded on its own valid frames, so padding never changes a style.
         """
+        check_prompt_rows(prompt_mel, prompt_mel_lengths, batch_size)
         rows = prompt_mel.shape[0]
-        if rows not in (batch_size, 2 * batch_size):
-            raise ValueError(
-                f"prompt_mel has {rows} rows for {batch_size} token sequences; pass 2 rows per prompt "
-                f"(original, denoised: [{2 * batch_size}, 80, T]) or one ([{batch_size}, 80, T])"
-            )
-        if prompt_mel_lengths.shape != (rows,):
-            raise ValueError(
-                f"prompt_mel_lengths must have one length per prompt_mel row, shape ({rows},), "
-                f"got {tuple(prompt_mel_lengths.shape)}"
-            )
         lengths = prompt_mel_lengths.clamp(1, prompt_mel.shape[-1])
         # The style encoder masks after every block and pools over valid frames only, so a
         # padded row's style equals its prompt's alone (tests/nn/test_style.py).
@@ -503,10 +466,34 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         style: Tensor,
         noise_scale_w: float = 1.0,
         length_scale: float = 1.0,
+        noise: Tensor | None = None,
     ) -> Tensor:
-        """Whole frame counts per token [B, 1, L] (``ceil(exp(log d) · length_scale)``, 0 on padding)."""
-        log_durations = self.duration_predictor.infer(hidden, text_mask, style, noise_scale=noise_scale_w)
+        """Whole frame counts per token [B, 1, L] (``ceil(exp(log d) · length_scale)``, 0 on padding);
+        ``noise`` [B, 2, L] is the duration sampler's standard normal draw (default: drawn here)."""
+        log_durations = self.duration_predictor.infer(
+            hidden, text_mask, style, noise_scale=noise_scale_w, noise=noise
+        )
         return torch.ceil(torch.exp(log_durations) * text_mask * length_scale)
+
+    def encode_for_inference(
+        self,
+        tokens: Tensor,
+        token_lengths: Tensor,
+        prompt_mel: Tensor,
+        prompt_mel_lengths: Tensor,
+        noise_scale_w: float,
+        length_scale: float,
+        denoise_ratio: float,
+        duration_noise: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """→ style [B, S, 1], prior mean and log std per token [B, C, L], whole durations [B, 1, L]
+        (``duration_noise`` [B, 2, L]: the duration sampler's draw, default drawn here)."""
+        style = self.encode_style(prompt_mel, prompt_mel_lengths, tokens.shape[0], denoise_ratio)
+        hidden, prior_mean, prior_log_std, text_mask = self.text_encoder(tokens, token_lengths, style)
+        durations = self.predict_durations(
+            hidden, text_mask, style, noise_scale_w, length_scale, noise=duration_noise
+        )
+        return style, prior_mean, prior_log_std, durations
 
     def decode(self, prior_sample: Tensor, frame_mask: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
         """Prior sample [B, C, T] → (semantic [B, 1024, T], log_f0 [B, 1, 4T]) through the reversed flow.
@@ -518,79 +505,3 @@ class TextToVec(nn.Module, OfficialCheckpointMixin, NativeCheckpointMixin):
         z = self.flow(prior_sample, frame_mask, style, reverse=True)
         semantic = self.semantic_decoder(z, frame_mask, style)
         return semantic, self.pitch_predictor(semantic, style)
-
-    @torch.inference_mode()
-    def infer_with_lengths(
-        self,
-        tokens: Tensor,
-        token_lengths: Tensor,
-        prompt_mel: Tensor,
-        prompt_mel_lengths: Tensor,
-        noise_scale: float = DEFAULT_NOISE_SCALE,
-        noise_scale_w: float = 1.0,
-        length_scale: float = 1.0,
-        denoise_ratio: float = 0.0,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Phoneme ids + prompt mel → (semantic [B, 1024, T'], log_f0 [B, 1, 4T'], semantic_lengths [B]).
-
-        Args:
-            tokens, token_lengths: phoneme ids with blanks, zero-padded, and their lengths [B].
-            prompt_mel, prompt_mel_lengths: log-mel prompt rows (original, denoised per prompt,
-                or one row used as both) and their lengths [2B or B].
-            noise_scale: temperature of the prior sample.
-            noise_scale_w: temperature of the duration sample.
-            length_scale: multiplies every duration (> 1 speaks slower).
-            denoise_ratio: weight of the denoised prompt's style.
-
-        Rows are zero-padded to the longest output; ``semantic_lengths`` [B] counts each row's valid
-        frames (``4 ·`` that for ``log_f0``). Each row matches the same input run alone.
-        """
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be [B, L] phoneme ids, got shape {tuple(tokens.shape)}")
-        batch_size = tokens.shape[0]
-        if token_lengths.shape != (batch_size,):
-            raise ValueError(
-                f"token_lengths must have shape ({batch_size},), got {tuple(token_lengths.shape)}"
-            )
-        if prompt_mel.dim() != 3:
-            raise ValueError(f"prompt_mel must be [2B or B, 80, T], got shape {tuple(prompt_mel.shape)}")
-
-        token_lengths = token_lengths.to(tokens.device)
-        prompt_mel_lengths = prompt_mel_lengths.to(prompt_mel.device)
-
-        style = self.encode_style(prompt_mel, prompt_mel_lengths, batch_size, denoise_ratio)
-        hidden, prior_mean, prior_log_std, text_mask = self.text_encoder(tokens, token_lengths, style)
-        durations = self.predict_durations(hidden, text_mask, style, noise_scale_w, length_scale)
-        total = durations.sum(dim=(1, 2))
-        if not bool(torch.isfinite(total).all()) or bool((total > MAX_INFER_FRAMES).any()):
-            # a huge length_scale / noise_scale_w would otherwise allocate without bound
-            longest = float(total.max()) if bool(torch.isfinite(total).all()) else math.inf
-            raise SettingError(
-                f"the predicted durations add up to {longest:.0f} frames for at most "
-                f"{int(token_lengths.max())} tokens (limit {MAX_INFER_FRAMES}, "
-                f"{MAX_INFER_FRAMES // FRAMES_PER_SECOND // 60} minutes of speech): lower length_scale "
-                f"(now {length_scale}) or noise_scale_w (now {noise_scale_w}), "
-                "or split the text into shorter pieces"
-            )
-
-        semantic_lengths = torch.clamp_min(total, 1).long()
-        frame_mask = length_mask(semantic_lengths, dtype=hidden.dtype)
-        path = generate_path(durations, text_mask.unsqueeze(2) * frame_mask.unsqueeze(-1)).squeeze(1)
-        # [B, T, L] @ [B, L, C] -> [B, T, C]: each frame takes its token's prior
-        prior_mean = (path @ prior_mean.transpose(1, 2)).transpose(1, 2)
-        prior_log_std = (path @ prior_log_std.transpose(1, 2)).transpose(1, 2)
-        prior_sample = sample_gaussian(prior_mean, prior_log_std, frame_mask, noise_scale)
-
-        num_frames = frame_mask.shape[-1]
-        semantic = prior_sample.new_zeros(batch_size, self.config["semantic_channels"], num_frames)
-        log_f0 = prior_sample.new_zeros(batch_size, 1, num_frames * self.pitch_frames_per_frame)
-        for index, length in _equal_length_groups(semantic_lengths):
-            semantic_part, log_f0_part = self.decode(
-                prior_sample[index, :, :length], frame_mask[index, :, :length], style[index]
-            )
-            # under autocast the decoder's parts may come back in another dtype than the buffers
-            semantic[index, :, :length] = semantic_part.to(semantic.dtype)
-            log_f0[index, :, : log_f0_part.shape[-1]] = log_f0_part.to(log_f0.dtype)
-        return semantic, log_f0, semantic_lengths
-
-    infer = _without_lengths(infer_with_lengths)

@@ -247,12 +247,17 @@ class StochasticDurationPredictor(nn.Module):
         style: Tensor | None = None,
         noise_scale: float = 1.0,
         generator: torch.Generator | None = None,
+        noise: Tensor | None = None,
     ) -> Tensor:
         """Sample log durations [B, 1, T] for text states ``x`` [B, C, T]
-        (``noise_scale=0``: deterministic)."""
+        (``noise_scale=0``: deterministic); ``noise`` [B, 2, T] is the standard normal draw to use
+        (default: drawn here, from ``generator``)."""
         condition = self.encode_text(x, x_mask, style)
-        z = torch.randn((x.shape[0], 2, x.shape[2]), generator=generator, device=x.device, dtype=x.dtype)
-        z = z * noise_scale
+        if noise is None:
+            noise = torch.randn(
+                (x.shape[0], 2, x.shape[2]), generator=generator, device=x.device, dtype=x.dtype
+            )
+        z = noise * noise_scale
         # flows[1], the first spline coupling, only transforms the auxiliary channel, which is
         # discarded, so inverting it is skipped (as the official inference does).
         for flow in reversed([self.flows[0], *self.flows[2:]]):

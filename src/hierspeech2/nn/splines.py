@@ -77,9 +77,10 @@ def rational_quadratic_spline(
     boundary = math.log(math.expm1(1 - min_derivative))
     derivatives = min_derivative + F.softplus(F.pad(unnormalized_derivatives, (1, 1), value=boundary))
 
-    # Bin of each input: how many inner knots lie at or below it.
+    # Bin of each input: how many inner knots lie at or below it (searchsorted(right=True) on the
+    # sorted knots, counted instead because ONNX has no searchsorted; there are only a few knots).
     knots = y_knots if inverse else x_knots
-    bin_index = torch.searchsorted(knots[..., 1:-1].contiguous(), x.unsqueeze(-1).contiguous(), right=True)
+    bin_index = (knots[..., 1:-1] <= x.unsqueeze(-1)).sum(dim=-1, keepdim=True)
 
     x_left, width = _pick(x_knots, bin_index), _pick(widths, bin_index)
     y_left, height = _pick(y_knots, bin_index), _pick(heights, bin_index)

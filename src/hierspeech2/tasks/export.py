@@ -83,8 +83,9 @@ def export(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
 
 
 def export_onnx(spec: str, out_dir: Path) -> Path:
-    """A SpeechSR (a Lightning checkpoint, anything ``load_model`` reads, or ``packaged-24k|48k``) → ONNX."""
-    from ..onnx import export_speechsr
+    """A SpeechSR, HierSpeech2 or TextToVec (a Lightning checkpoint, anything ``load_model`` reads, or
+    ``packaged-24k|48k``) → ONNX (:func:`hierspeech2.onnx.export_model`)."""
+    from ..onnx import export_model
 
     if spec in ("packaged-24k", "packaged-48k"):
         from ..models import SpeechSR
@@ -100,8 +101,8 @@ def export_onnx(spec: str, out_dir: Path) -> Path:
         from ..registry import load_model
 
         model = load_model(spec)
-    path = export_speechsr(model, out_dir)
-    logger.info("exported %s to %s", type(model).__name__, path / "model.onnx")
+    path = export_model(model, out_dir)
+    logger.info("exported %s to %s", type(model).__name__, path)
     return path
 
 
@@ -114,8 +115,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument(
         "checkpoint",
-        help="Lightning checkpoint (.ckpt) written by `lightning fit`; with --format onnx also a SpeechSR "
-        "that load_model reads (registry name, official .pth, native folder) or packaged-24k/packaged-48k",
+        help="Lightning checkpoint (.ckpt) written by `lightning fit`; with --format onnx also a SpeechSR, "
+        "HierSpeech2 or TextToVec that load_model reads (registry name, official .pth, native folder) or "
+        "packaged-24k/packaged-48k",
     )
     parser.add_argument(
         "out_dir", type=Path, help="folder to write; load it with hierspeech2.load_model(out_dir)"
@@ -124,8 +126,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--format",
         choices=("native", "onnx"),
         default="native",
-        help="native: config.json + model.safetensors; onnx: model.onnx + config.json (SpeechSR), which "
-        "hierspeech2.onnx.OnnxSpeechSR runs with onnxruntime",
+        help="native: config.json + model.safetensors; onnx: the ONNX graphs + config.json, which "
+        "hierspeech2.onnx.OnnxSpeechSR / OnnxBackbone / OnnxTextToVec run with onnxruntime (SpeechSR: "
+        "model.onnx; HierSpeech2: its conversion path, model.onnx; TextToVec: encoder.onnx + decoder.onnx)",
     )
     from ..cli import add_threads_option, torch_threads
 
