@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import AudioError, CheckpointError
-from .models.ttv_inference import MAX_INFER_FRAMES, TextToVecInference
+from .models.ttv_inference import MAX_INFER_FRAMES, TextToVecInference, TextToVecInputs
 from .options import DEFAULT_NOISE_SCALE
 
 __all__ = [
@@ -106,6 +106,14 @@ def _feeds(names: tuple[str, ...], *values: Any) -> dict[str, np.ndarray]:
         )
         for name, value in zip(names, values, strict=True)
     }
+
+
+def _two_rows_per_item(prompt_mel: Tensor, prompt_mel_lengths: Tensor, batch: int) -> tuple[Tensor, Tensor]:
+    """Prompt rows as the exported graphs take them, two per item (original, denoised): a prompt
+    given once per item is given twice."""
+    if prompt_mel.shape[0] == batch:
+        return prompt_mel.repeat_interleave(2, dim=0), prompt_mel_lengths.repeat_interleave(2)
+    return prompt_mel, prompt_mel_lengths
 
 
 def _reference_copy(model: nn.Module) -> nn.Module:
@@ -269,9 +277,7 @@ class OnnxBackbone(_OnnxEngine):
     ) -> Tensor:
         """As the torch model's; prompts with one row per item are given twice (original = denoised)."""
         batch, _, frames = semantic.shape
-        if prompt_mel.shape[0] == batch:
-            prompt_mel = prompt_mel.repeat_interleave(2, dim=0)
-            prompt_mel_lengths = prompt_mel_lengths.repeat_interleave(2)
+        prompt_mel, prompt_mel_lengths = _two_rows_per_item(prompt_mel, prompt_mel_lengths, batch)
         if frames < MIN_EXPORT_FRAMES or prompt_mel.shape[-1] < MIN_EXPORT_FRAMES:
             raise AudioError(
                 f"the exported backbone takes at least {MIN_EXPORT_FRAMES} frames of source and prompt, "
@@ -306,10 +312,10 @@ class _TextToVecEncoder(nn.Module):
         self, tokens, token_lengths, prompt_mel, prompt_mel_lengths, duration_noise, noise_scale_w,
         length_scale, denoise_ratio,
     ):  # fmt: skip
-        return self.ttv.encode_for_inference(
-            tokens, token_lengths, prompt_mel, prompt_mel_lengths, noise_scale_w, length_scale, denoise_ratio,
-            duration_noise=duration_noise,
-        )  # fmt: skip
+        inputs = TextToVecInputs(
+            tokens, token_lengths, prompt_mel, prompt_mel_lengths, noise_scale_w, length_scale, denoise_ratio
+        )
+        return self.ttv.encode_for_inference(inputs, duration_noise=duration_noise)
 
 
 class _TextToVecDecoder(nn.Module):
@@ -398,20 +404,11 @@ class OnnxTextToVec(TextToVecInference, _OnnxEngine):
         symbols = self.config.get("symbols")
         self.symbols = None if symbols is None else tuple(symbols)
 
-    def encode_for_inference(
-        self,
-        tokens: Tensor,
-        token_lengths: Tensor,
-        prompt_mel: Tensor,
-        prompt_mel_lengths: Tensor,
-        noise_scale_w: float,
-        length_scale: float,
-        denoise_ratio: float,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        batch, length = tokens.shape
-        if prompt_mel.shape[0] == batch:
-            prompt_mel = prompt_mel.repeat_interleave(2, dim=0)
-            prompt_mel_lengths = prompt_mel_lengths.repeat_interleave(2)
+    def encode_for_inference(self, inputs: TextToVecInputs) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        batch, length = inputs.tokens.shape
+        prompt_mel, prompt_mel_lengths = _two_rows_per_item(
+            inputs.prompt_mel, inputs.prompt_mel_lengths, batch
+        )
         if length < MIN_EXPORT_FRAMES or prompt_mel.shape[-1] < MIN_EXPORT_FRAMES:
             raise AudioError(
                 f"the exported text-to-vec model takes at least {MIN_EXPORT_FRAMES} tokens and prompt "
@@ -419,8 +416,8 @@ class OnnxTextToVec(TextToVecInference, _OnnxEngine):
             )
         duration_noise = torch.randn(batch, 2, length)  # as the torch model's duration sampler draws it
         feeds = _feeds(
-            TTV_ENCODER_INPUTS, tokens, token_lengths, prompt_mel, prompt_mel_lengths, duration_noise,
-            noise_scale_w, length_scale, denoise_ratio,
+            TTV_ENCODER_INPUTS, inputs.tokens, inputs.token_lengths, prompt_mel, prompt_mel_lengths,
+            duration_noise, inputs.noise_scale_w, inputs.length_scale, inputs.denoise_ratio,
         )  # fmt: skip
         style, prior_mean, prior_log_std, durations = self.sessions[0].run(None, feeds)
         return tuple(torch.from_numpy(array) for array in (style, prior_mean, prior_log_std, durations))

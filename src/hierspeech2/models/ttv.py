@@ -40,7 +40,7 @@ from ..nn.upsampler import Upsampler
 from ..nn.wavenet import WN
 from ..text.symbols import SYMBOLS
 from ..text.tables import resolve_symbols
-from .ttv_inference import TextToVecInference, check_prompt_rows
+from .ttv_inference import TextToVecInference, TextToVecInputs, check_prompt_rows
 
 RELEASED_VOCABULARY = len(SYMBOLS)
 # Weights with one row per symbol: they grow when the symbol table is extended.
@@ -476,22 +476,19 @@ class TextToVec(TextToVecInference, nn.Module, OfficialCheckpointMixin, NativeCh
         return torch.ceil(torch.exp(log_durations) * text_mask * length_scale)
 
     def encode_for_inference(
-        self,
-        tokens: Tensor,
-        token_lengths: Tensor,
-        prompt_mel: Tensor,
-        prompt_mel_lengths: Tensor,
-        noise_scale_w: float,
-        length_scale: float,
-        denoise_ratio: float,
-        duration_noise: Tensor | None = None,
+        self, inputs: TextToVecInputs, duration_noise: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """→ style [B, S, 1], prior mean and log std per token [B, C, L], whole durations [B, 1, L]
         (``duration_noise`` [B, 2, L]: the duration sampler's draw, default drawn here)."""
-        style = self.encode_style(prompt_mel, prompt_mel_lengths, tokens.shape[0], denoise_ratio)
-        hidden, prior_mean, prior_log_std, text_mask = self.text_encoder(tokens, token_lengths, style)
+        batch_size = inputs.tokens.shape[0]
+        style = self.encode_style(
+            inputs.prompt_mel, inputs.prompt_mel_lengths, batch_size, inputs.denoise_ratio
+        )
+        hidden, prior_mean, prior_log_std, text_mask = self.text_encoder(
+            inputs.tokens, inputs.token_lengths, style
+        )
         durations = self.predict_durations(
-            hidden, text_mask, style, noise_scale_w, length_scale, noise=duration_noise
+            hidden, text_mask, style, inputs.noise_scale_w, inputs.length_scale, noise=duration_noise
         )
         return style, prior_mean, prior_log_std, durations
 

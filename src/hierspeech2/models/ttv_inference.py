@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ParamSpec
 
 import torch
@@ -21,7 +22,7 @@ from ..nn.alignment import generate_path
 from ..nn.functional import length_mask, sample_gaussian
 from ..options import DEFAULT_NOISE_SCALE
 
-__all__ = ["MAX_INFER_FRAMES", "TextToVecInference", "check_prompt_rows"]
+__all__ = ["MAX_INFER_FRAMES", "TextToVecInference", "TextToVecInputs", "check_prompt_rows"]
 
 FRAMES_PER_SECOND = MODEL_SAMPLE_RATE // HOP_LENGTH  # semantic frames per second (50)
 # Longest output of one inference row (5 minutes); the flow attends over all frames, so memory grows with its
@@ -66,6 +67,20 @@ def check_prompt_rows(prompt_mel: Tensor, prompt_mel_lengths: Tensor, batch_size
         )
 
 
+@dataclass(frozen=True)
+class TextToVecInputs:
+    """What the encoding step of one text-to-vec call takes (see
+    :meth:`TextToVecInference.infer_with_lengths`); the scalars may be 0-d tensors (ONNX export)."""
+
+    tokens: Tensor
+    token_lengths: Tensor
+    prompt_mel: Tensor
+    prompt_mel_lengths: Tensor
+    noise_scale_w: float | Tensor
+    length_scale: float | Tensor
+    denoise_ratio: float | Tensor
+
+
 class TextToVecInference:
     """Text-to-vec inference around two steps that an engine provides (the torch model, or its
     ONNX export run by onnxruntime): :meth:`encode_for_inference` (style, token prior, whole
@@ -77,16 +92,7 @@ class TextToVecInference:
     semantic_channels: int
     pitch_frames_per_frame: int
 
-    def encode_for_inference(
-        self,
-        tokens: Tensor,
-        token_lengths: Tensor,
-        prompt_mel: Tensor,
-        prompt_mel_lengths: Tensor,
-        noise_scale_w: float,
-        length_scale: float,
-        denoise_ratio: float,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def encode_for_inference(self, inputs: TextToVecInputs) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """→ style [B, S, 1], prior mean and log std per token [B, C, L], whole durations [B, 1, L]."""
         raise NotImplementedError
 
@@ -135,7 +141,15 @@ class TextToVecInference:
 
         check_prompt_rows(prompt_mel, prompt_mel_lengths, batch_size)
         style, prior_mean, prior_log_std, durations = self.encode_for_inference(
-            tokens, token_lengths, prompt_mel, prompt_mel_lengths, noise_scale_w, length_scale, denoise_ratio
+            TextToVecInputs(
+                tokens,
+                token_lengths,
+                prompt_mel,
+                prompt_mel_lengths,
+                noise_scale_w,
+                length_scale,
+                denoise_ratio,
+            )
         )
         text_mask = length_mask(token_lengths, tokens.shape[1], dtype=prior_mean.dtype)
         total = durations.sum(dim=(1, 2))
