@@ -5,6 +5,7 @@ import torch
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from hierspeech2.errors import AudioError
+from hierspeech2.nn.inference import reference_arithmetic
 from hierspeech2.registry import DownloadError
 from hierspeech2.ssl import RandomSemanticEncoder, SemanticEncoder
 
@@ -55,7 +56,8 @@ def test_truncated_encoder_equals_full_model_hidden_state(stable: bool) -> None:
 
     wav = torch.randn(2, 16_000)
     padded = torch.nn.functional.pad(wav.unsqueeze(1), (40, 40), mode="reflect").squeeze(1)
-    with torch.no_grad():
+    # the reference arithmetic, as transformers computes it (the fast front end: the test below)
+    with torch.no_grad(), reference_arithmetic():
         expected = full(padded, output_hidden_states=True).hidden_states[layer].transpose(1, 2)
         got = encoder(wav)
         final_normed = full(padded).last_hidden_state
@@ -163,3 +165,36 @@ def test_from_pretrained_downloads_from_a_reachable_hub(loopback_hub, tmp_path) 
         assert torch.equal(loaded(wav), encoder(wav))
     with pytest.raises(DownloadError, match="someone/missing@main:config.json: repository not found"):
         SemanticEncoder.from_pretrained("someone/missing")
+
+
+@pytest.mark.parametrize("conv_bias", [True, False])
+def test_time_major_front_end_equals_the_transformers_one(conv_bias: bool) -> None:
+    from hierspeech2.ssl import time_major_conv_features
+
+    torch.manual_seed(0)
+    config = Wav2Vec2Config.from_dict({**tiny_config().to_dict(), "conv_bias": conv_bias})
+    model = Wav2Vec2Model(config).eval()
+    randomise_layer_norms(model)
+    wav = torch.randn(2, 12_345)
+    # the same function reordered: equal to float64 rounding, and to float32 rounding in float32
+    with torch.no_grad():
+        model.double()
+        expected = model.feature_extractor(wav.double()).transpose(1, 2)
+        got = time_major_conv_features(model.feature_extractor, wav.double())
+        assert got.shape == expected.shape == (2, 38, 16)
+        torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+        model.float()
+        expected = model.feature_extractor(wav).transpose(1, 2)
+        got = time_major_conv_features(model.feature_extractor, wav)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    # the encoder takes it when no gradient flows, and the reference otherwise
+    encoder = SemanticEncoder(model, layer=3)
+    with torch.no_grad():
+        fast = encoder(wav)
+        with reference_arithmetic():
+            reference = encoder(wav)
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=0)
+    assert not torch.equal(fast, reference)  # they are different computations
+    source = wav.clone().requires_grad_(True)
+    encoder(source).sum().backward()
+    assert source.grad is not None and bool(source.grad.abs().sum() > 0)
