@@ -118,7 +118,9 @@ class SemanticEncoder(nn.Module):
     def _hidden_state(self, wav: Tensor) -> Tensor:
         """Hidden state ``self.layer`` of the transformers encoder, without its final LayerNorm: [B, T, C]."""
         model = self.model
-        if use_fast_path(wav) and model.config.feat_extract_norm == "layer":
+        layer_norm_front = model.config.feat_extract_norm == "layer"
+        # under autocast the modules pick each op's dtype; the fast path's out= matmuls cannot
+        if use_fast_path(wav) and layer_norm_front and not torch.is_autocast_enabled(wav.device.type):
             features = time_major_conv_features(model.feature_extractor, wav)
         else:
             features = model.feature_extractor(wav).transpose(1, 2)
