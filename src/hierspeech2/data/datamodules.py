@@ -340,8 +340,8 @@ class _FeatureDataModule(L.LightningDataModule):
         return DataLoader(self.val_dataset, batch_sampler=sampler, **options)
 
 
-class _SemanticCacheSettings:
-    """How ``prepare_data`` builds a cache with semantic features and F0 (TTV, backbone).
+class _SemanticCacheDataModule(_FeatureDataModule):
+    """A datamodule whose ``prepare_data`` builds a cache with semantic features and F0 (TTV, backbone).
 
     ``semantic_encoder`` is a Hub id or local transformers folder read to ``semantic_layer``
     layers (default ``facebook/mms-300m`` layer 7), or a module such as
@@ -350,11 +350,20 @@ class _SemanticCacheSettings:
     ``yaapt-inference``) or ``package.module:function``.
     """
 
-    data_dir: str
-    model_kind: ModelKind
-    semantic_encoder: str | nn.Module
-    semantic_layer: int
-    f0_extractor: str
+    def __init__(
+        self,
+        data_dir: str,
+        loader: LoaderOptions | Mapping[str, Any],
+        val_dir: str | None,
+        corpus_dir: str | None,
+        semantic_encoder: str | nn.Module,
+        semantic_layer: int,
+        f0_extractor: str,
+    ) -> None:
+        super().__init__(data_dir, loader, val_dir, corpus_dir)
+        self.semantic_encoder = semantic_encoder
+        self.semantic_layer = semantic_layer
+        self.f0_extractor = f0_extractor
 
     def _semantic_features(self, device: str | torch.device = "cpu") -> SemanticFeatures:
         encoder = self.semantic_encoder
@@ -375,7 +384,7 @@ class _SemanticCacheSettings:
         return command + ("" if self.f0_extractor == "yaapt" else f" --f0 {self.f0_extractor}")
 
 
-class TTVDataModule(_SemanticCacheSettings, _FeatureDataModule):
+class TTVDataModule(_SemanticCacheDataModule):
     """Text-to-vec batches (:class:`~hierspeech2.data.batch.TTVBatch`): whole utterances, official filters.
 
     Defaults follow ``ttv_libritts_v1``: the official rules keep 32–600 frames, 1–200 phonemes,
@@ -405,11 +414,10 @@ class TTVDataModule(_SemanticCacheSettings, _FeatureDataModule):
         symbols: str | None = None,
         extend_symbols: bool = False,
     ) -> None:
-        super().__init__(data_dir, loader, val_dir, corpus_dir)
+        super().__init__(
+            data_dir, loader, val_dir, corpus_dir, semantic_encoder, semantic_layer, f0_extractor
+        )
         self._save_settings("semantic_encoder")
-        self.semantic_encoder = semantic_encoder
-        self.semantic_layer = semantic_layer
-        self.f0_extractor = f0_extractor
         self.symbols = symbols
         self.extend_symbols = extend_symbols
         self.keep = UtteranceFilter(
@@ -449,7 +457,7 @@ class TTVDataModule(_SemanticCacheSettings, _FeatureDataModule):
         return TTVDataset(cache, records, keep=self.keep)
 
 
-class BackboneDataModule(_SemanticCacheSettings, _FeatureDataModule):
+class BackboneDataModule(_SemanticCacheDataModule):
     """Backbone batches (:class:`~hierspeech2.data.batch.BackboneBatch`): random 61 440-sample segments.
 
     Works on backbone and TTV caches. ``perturb`` (16 kHz audio ``[N]`` → ``[N]``) fills
@@ -474,11 +482,10 @@ class BackboneDataModule(_SemanticCacheSettings, _FeatureDataModule):
         semantic_layer: int = SEMANTIC_LAYER,
         f0_extractor: str = "yaapt",
     ) -> None:
-        super().__init__(data_dir, loader, val_dir, corpus_dir)
+        super().__init__(
+            data_dir, loader, val_dir, corpus_dir, semantic_encoder, semantic_layer, f0_extractor
+        )
         self._save_settings("perturb", "semantic_encoder")
-        self.semantic_encoder = semantic_encoder
-        self.semantic_layer = semantic_layer
-        self.f0_extractor = f0_extractor
         self.segment_samples = segment_samples
         self.perturb = perturb
         self.keep = UtteranceFilter(
