@@ -63,19 +63,26 @@ def transcribe(
         device: where the model runs.
         batch_size: waveforms per forward pass.
     """
-    waveforms = [audio] if isinstance(audio, Tensor) and _is_one(audio) else list(audio)
-    prepared = [_mono16k(wav, sample_rate, index) for index, wav in enumerate(waveforms)]
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batches = _batched(_mono16k_all(audio, sample_rate), batch_size)
     transcriber = load_transcriber(model, str(torch.device(device)))
     texts: list[str] = []
-    for start in range(0, len(prepared), batch_size):
-        texts.extend(transcriber(prepared[start : start + batch_size], language=language))
+    for batch in batches:
+        texts.extend(transcriber(batch, language=language))
     return texts
 
 
-def _is_one(audio: Tensor) -> bool:
-    return audio.dim() == 1 or (audio.dim() == 2 and audio.shape[0] == 1)
+def _mono16k_all(audio: Tensor | Sequence[Tensor], sample_rate: int) -> list[Tensor]:
+    """One waveform (``[N]`` or ``[1, N]``) or a sequence of them → mono float 16 kHz ``[N]`` each (CPU)."""
+    one = isinstance(audio, Tensor) and (audio.dim() == 1 or (audio.dim() == 2 and audio.shape[0] == 1))
+    waveforms = [audio] if one else list(audio)
+    return [_mono16k(wav, sample_rate, index) for index, wav in enumerate(waveforms)]
+
+
+def _batched(waveforms: list[Tensor], batch_size: int) -> list[list[Tensor]]:
+    """``waveforms`` in consecutive batches of ``batch_size`` (the last may be shorter)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return [waveforms[start : start + batch_size] for start in range(0, len(waveforms), batch_size)]
 
 
 def _mono16k(wav: Tensor, sample_rate: int, index: int) -> Tensor:

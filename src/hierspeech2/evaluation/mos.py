@@ -20,7 +20,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from .asr import ASR_SAMPLE_RATE, _is_one, _mono16k
+from .asr import ASR_SAMPLE_RATE, _mono16k_all
 
 __all__ = ["MOS_MODELS", "MOSPredictor", "load_mos_predictor", "predicted_mos"]
 
@@ -42,8 +42,7 @@ def predicted_mos(
     device: str | torch.device = "cpu",
 ) -> Tensor:
     """Predicted MOS ``[B]`` of one waveform or a sequence of them (any rate, resampled to 16 kHz)."""
-    waveforms = [audio] if isinstance(audio, Tensor) and _is_one(audio) else list(audio)
-    prepared = [_mono16k(wav, sample_rate, index) for index, wav in enumerate(waveforms)]
+    prepared = _mono16k_all(audio, sample_rate)
     for index, wav in enumerate(prepared):
         if wav.numel() < ASR_SAMPLE_RATE // 4:
             raise ValueError(f"audio {index} is shorter than 0.25 s: too short to judge")

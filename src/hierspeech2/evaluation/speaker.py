@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .asr import ASR_SAMPLE_RATE, HubAudioModel, _is_one, _mono16k
+from .asr import ASR_SAMPLE_RATE, HubAudioModel, _batched, _mono16k_all
 
 __all__ = [
     "SPEAKER_MODELS",
@@ -54,14 +54,11 @@ def speaker_embeddings(
     batch_size: int = 8,
 ) -> Tensor:
     """Unit-length speaker embeddings ``[B, D]`` of one waveform or a sequence of them (any rate)."""
-    waveforms = [audio] if isinstance(audio, Tensor) and _is_one(audio) else list(audio)
-    prepared = [_mono16k(wav, sample_rate, index) for index, wav in enumerate(waveforms)]
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if not prepared:
+    batches = _batched(_mono16k_all(audio, sample_rate), batch_size)
+    if not batches:
         raise ValueError("no audio to embed")
     encoder = load_speaker_encoder(model, str(torch.device(device)))
-    parts = [encoder(prepared[start : start + batch_size]) for start in range(0, len(prepared), batch_size)]
+    parts = [encoder(batch) for batch in batches]
     return F.normalize(torch.cat(parts).float().cpu(), dim=-1)
 
 
