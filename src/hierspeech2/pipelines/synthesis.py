@@ -167,6 +167,26 @@ class Synthesis(Pipeline[OptionsT]):
     def _peak_for(self, prompt: Prompt) -> float:
         return prompt.peak if self.scale_norm == "prompt" else PEAK
 
+    def _stream_gain(self, prompt: Prompt) -> _StreamGain:
+        """The loudness of a stream spoken in the voice of ``prompt``, under ``scale_norm``."""
+        return _StreamGain(None if self.scale_norm == "none" else self._peak_for(prompt))
+
+
+class _StreamGain:
+    """Scales the blocks of a stream: the first block with sound sets the gain that brings it to
+    ``target_peak``, lowered for a later block only as far as it would clip (None: no scaling)."""
+
+    def __init__(self, target_peak: float | None) -> None:
+        self.target_peak = target_peak
+        self.gain: float | None = None
+
+    def __call__(self, block: Tensor) -> Tensor:
+        peak = float(block.abs().max()) if block.numel() else 0.0
+        if self.target_peak is not None and peak > 0:
+            gain = self.target_peak / peak
+            self.gain = gain if self.gain is None else min(self.gain, gain)
+        return block * (self.gain or 1.0)
+
 
 def _default_rate(speechsr: SpeechSR | None) -> int:
     return MODEL_SAMPLE_RATE if speechsr is None else int(speechsr.output_rate)

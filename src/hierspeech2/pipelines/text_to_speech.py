@@ -211,25 +211,14 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
                 prompt = self.encode_prompt(prompt, prompt_rate, denoise_ratio=options.denoise_ratio)
             else:
                 PromptCache(self.encode_prompt, options.denoise_ratio, needs_f0=False).get(prompt, None)
-        target = self._peak_for(prompt)
-        gain = None
+        gain = self._stream_gain(prompt)
         for index, (piece, tokens) in enumerate(pieces):
             blocks = self._stream_piece(tokens, prompt, options, plan, seed, index)
             for audio, first, last, windows in blocks:
                 if not audio.numel():
                     continue
-                peak = float(audio.abs().max())
-                if self.scale_norm != "none" and peak > 0:
-                    gain = target / peak if gain is None else min(gain, target / peak)
-                audio = audio * (gain or 1.0)
-                if len(pieces) > 1:  # fade the piece's edges, so that pauses start and end without clicks
-                    edge = min(round(PIECE_EDGE_FADE_SECONDS * self.output_rate), audio.numel() // 2)
-                    ramp = fade_in_weights(edge, audio)
-                    if first:
-                        audio[:edge] *= ramp
-                    if last:
-                        audio[audio.numel() - edge :] *= ramp.flip(0)
-                yield audio
+                audio = gain(audio)
+                yield self._fade_edges(audio, first, last) if len(pieces) > 1 else audio
             if plan is not None:  # the next piece goes on doubling
                 plan = dataclasses.replace(plan, chunk=min(STREAM_LARGEST_WINDOW, plan.chunk * 2**windows))
             if index < len(pieces) - 1:
@@ -454,14 +443,21 @@ class TextToSpeech(Synthesis[TextToSpeechOptions]):
         )
         return semantic, log_f0.masked_fill(log_f0 < math.log(PITCH_FLOOR_HZ), 0.0), frames
 
+    def _fade_edges(self, audio: Tensor, start: bool = True, end: bool = True) -> Tensor:
+        """``audio`` of one piece with its start and/or end faded in place over
+        :data:`PIECE_EDGE_FADE_SECONDS`, so that the pauses between pieces start and end without clicks."""
+        edge = min(round(PIECE_EDGE_FADE_SECONDS * self.output_rate), audio.numel() // 2)
+        ramp = fade_in_weights(edge, audio)
+        if start:
+            audio[:edge] *= ramp
+        if end:
+            audio[audio.numel() - edge :] *= ramp.flip(0)
+        return audio
+
     def _push_piece(self, item: _PieceJob, audio: Tensor) -> None:
         run = item.run
         if run.fade:
-            edge = min(round(PIECE_EDGE_FADE_SECONDS * self.output_rate), audio.numel() // 2)
-            ramp = fade_in_weights(edge, audio)
-            audio = audio.clone()
-            audio[:edge] *= ramp
-            audio[audio.numel() - edge :] *= ramp.flip(0)
+            audio = self._fade_edges(audio.clone())
         run.sink.write(audio)
         if not item.last:
             run.sink.write(audio.new_zeros(round(item.piece.pause * self.output_rate)))

@@ -192,19 +192,15 @@ class VoiceConversion(Synthesis[VoiceConversionOptions]):
             options, (run,) = self._start_runs(
                 [job], _ConversionRun, lambda item: item.target, settings, True
             )
-        target_peak = run.sink.target_peak if self.scale_norm != "none" else None
+        gain = self._stream_gain(run.prompt)
         blocks = _BlockSink()
         run.sink = blocks
-        gain = None
         for index, window in enumerate(list(run.windows)):
             with inference_context(), seeded(None if seed is None else seed + index):
                 (audio,) = self._render([(run, window)], options)
             run.push(audio, self.ratio, window)
             for block in blocks.take():
-                peak = float(block.abs().max()) if block.numel() else 0.0
-                if target_peak is not None and peak > 0:
-                    gain = target_peak / peak if gain is None else min(gain, target_peak / peak)
-                yield block * (gain or 1.0)
+                yield gain(block)
 
     def _run(
         self,
