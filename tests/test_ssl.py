@@ -198,3 +198,17 @@ def test_time_major_front_end_equals_the_transformers_one(conv_bias: bool) -> No
     source = wav.clone().requires_grad_(True)
     encoder(source).sum().backward()
     assert source.grad is not None and bool(source.grad.abs().sum() > 0)
+
+
+def test_encoder_runs_under_bf16_autocast_as_the_reference_does() -> None:
+    # bf16-mixed training encodes frozen MMS under autocast: the time-major front end (out= matmuls
+    # in the weights' dtype) must stand aside there, leaving autocast's own choice of dtypes.
+    torch.manual_seed(0)
+    encoder = SemanticEncoder(Wav2Vec2Model(tiny_config()).eval(), layer=3)
+    wav = torch.randn(2, 6_400)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = encoder(wav)
+        with reference_arithmetic():
+            expected = encoder(wav)
+    assert got.dtype == expected.dtype
+    assert torch.equal(got, expected)
