@@ -10,6 +10,7 @@ were trained on the un-normalised output of layer 7.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -150,25 +151,32 @@ def time_major_conv_features(extractor: nn.Module, wav: Tensor) -> Tensor:
         conv = layer.conv
         kernel, stride = conv.kernel_size[0], conv.stride[0]
         frames = (x.shape[1] - kernel) // stride + 1  # the forward's length check keeps this ≥ 1
+        # The bias goes into the first matmul (addmm) rather than a pass of its own afterwards.
+        first = _biased_matmul(conv.bias)
         if x.shape[-1] == 1:  # the first layer: a plain im2col of the waveform is tiny
             windows = x[..., 0].unfold(1, kernel, stride).reshape(-1, kernel)
-            y = (windows @ conv.weight[:, 0].t()).view(x.shape[0], frames, -1)
+            y = first(windows, conv.weight[:, 0].t()).view(x.shape[0], frames, -1)
         else:
             rows = []
             for row in x:
                 taps = [row[tap : tap + stride * (frames - 1) + 1 : stride] for tap in range(kernel)]
-                out = taps[0] @ conv.weight[:, :, 0].t()
+                out = first(taps[0], conv.weight[:, :, 0].t())
                 for tap in range(1, kernel):
                     torch.addmm(
                         out, taps[tap], conv.weight[:, :, tap].t(), out=out
                     )  # counted by FLOP counters
                 rows.append(out)
-            y = torch.stack(rows)
-        if conv.bias is not None:
-            y = y + conv.bias
+            y = rows[0].unsqueeze(0) if len(rows) == 1 else torch.stack(rows)
         norm = layer.layer_norm
         x = layer.activation(F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
     return x
+
+
+def _biased_matmul(bias: Tensor | None) -> Callable[[Tensor, Tensor], Tensor]:
+    """``a @ b (+ bias)`` as one call."""
+    if bias is None:
+        return torch.mm
+    return lambda a, b: torch.addmm(bias, a, b)
 
 
 class RandomSemanticEncoder(SemanticEncoder):
