@@ -8,9 +8,9 @@ Three extractors with one contract (``[N]``, ``[B, N]`` or ``[B, 1, N]`` audio â
   YAAPT makes discrete choices (peak picking, dynamic programming), so another build may differ on
   a frame or two. The released models were trained and run on it (the default).
 - ``swift`` (:func:`swift_f0`) is SwiftF0 (swift-f0, MIT; a small ONNX model run by onnxruntime),
-  about 10x faster than YAAPT on CPU and aligned to it: on the shared LibriTTS utterances 93 % of
-  frames agree on voicing (both variants), with a median error of 10 cents on frames both call
-  voiced. The fast choice for preprocessing large corpora.
+  about 5x faster than this YAAPT on CPU (10x pYAAPT) and aligned to it: on the shared LibriTTS
+  utterances 93 % of frames agree on voicing (both variants), with a median error of 10 cents on
+  frames both call voiced. The fast choice for preprocessing large corpora.
 - ``praat`` (:func:`praat_f0`) is Praat's autocorrelation pitch tracker, about as fast and closer
   to YAAPT's pitch (7 cents) but less so on voicing (91 % with f0_max 1100, 94 % with 400). It needs
   praat-parselmouth, which is GPL-3 and therefore optional: ``pip install "hierspeech2[praat]"``.
