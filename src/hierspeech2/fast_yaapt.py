@@ -209,7 +209,7 @@ def _shc_peaks(shc: np.ndarray, delta: float, params: dict) -> tuple[np.ndarray,
     high = min(int(np.fix(params["f0_max"] / delta + center)), shc.shape[1] - width)
 
     top = shc[:, low : high + 1].max(axis=1, keepdims=True)
-    data = np.where(top > 1e-14, shc / np.where(top > 1e-14, top, 1.0), shc)
+    data = shc / np.where(top > 1e-14, top, 1.0)  # pYAAPT scales only rows above its epsilon
     mean = data[:, low : high + 1].mean(axis=1)
 
     lags = np.arange(low + center + 1, high - center + 1)
@@ -380,7 +380,7 @@ def _nccf_candidates(
     pitch = np.where(found, fs / (lags + 1), 0.0)
     merit = np.where(found, merit, 0.0)
     top = merit.max(axis=1, keepdims=True)
-    merit = np.where(top > 1.0, merit / np.where(top > 1.0, top, 1.0), merit)
+    merit = merit / np.where(top > 1.0, top, 1.0)
     return pitch.T, merit.T
 
 

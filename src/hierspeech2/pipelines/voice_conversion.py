@@ -25,7 +25,7 @@ from .base import option
 from .inputs import AudioInput, check_peak, open_reader
 from .jobs import ConversionJob, Result
 from .prompts import Prompt, PromptCache
-from .scheduler import PEAK, Run, device_of, finish_runs, make_sink, run_windows, seeded
+from .scheduler import Run, device_of, finish_runs, make_sink, run_windows, seeded
 from .synthesis import Synthesis
 
 if TYPE_CHECKING:
@@ -249,8 +249,6 @@ class VoiceConversion(Synthesis[VoiceConversionOptions]):
 
 class _BlockSink:
     """The blocks a run writes, kept until :meth:`take` hands them on (:meth:`VoiceConversion.stream`)."""
-
-    target_peak = PEAK
 
     def __init__(self) -> None:
         self.blocks: list[Tensor] = []
