@@ -126,10 +126,15 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def count_flops(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(FLOPs that ``torch.utils.flop_counter`` sees in one call, the call's result)."""
+    """(FLOPs that ``torch.utils.flop_counter`` sees in one call, the call's result).
+
+    The counter sees only its own thread, so the call runs its chunks there (``sequential_chunks``).
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    from hierspeech2.nn.chunk_threads import sequential_chunks
+
+    with FlopCounterMode(display=False) as counter, sequential_chunks():
         result = fn()
     return float(counter.get_total_flops()), result
 

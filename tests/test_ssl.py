@@ -167,6 +167,23 @@ def test_from_pretrained_downloads_from_a_reachable_hub(loopback_hub, tmp_path) 
         SemanticEncoder.from_pretrained("someone/missing")
 
 
+@pytest.mark.parametrize("chunk_frames", [1, 5, 37, 38])
+def test_time_major_front_end_in_chunks_equals_the_transformers_one(chunk_frames: int) -> None:
+    """Chunks read exactly the samples their frames need: any chunk size gives the one-pass result."""
+    from hierspeech2.ssl import time_major_conv_features
+
+    torch.manual_seed(0)
+    model = Wav2Vec2Model(tiny_config()).eval()
+    randomise_layer_norms(model)
+    model.double()
+    wav = torch.randn(2, 12_345, dtype=torch.float64)
+    with torch.no_grad():
+        expected = model.feature_extractor(wav).transpose(1, 2)
+        got = time_major_conv_features(model.feature_extractor, wav, chunk_frames=chunk_frames)
+    assert got.shape == expected.shape == (2, 38, 16)
+    torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("conv_bias", [True, False])
 def test_time_major_front_end_equals_the_transformers_one(conv_bias: bool) -> None:
     from hierspeech2.ssl import time_major_conv_features

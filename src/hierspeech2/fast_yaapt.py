@@ -23,7 +23,6 @@ other sample rates; ``benchmarks/inference.py`` times the ``f0`` stage against i
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -31,6 +30,8 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 from scipy.interpolate import PchipInterpolator
 from scipy.signal import lfilter, medfilt
 from scipy.signal.windows import hann, kaiser
+
+from .nn.chunk_threads import run_chunks
 
 __all__ = ["YAAPT_DEFAULTS", "yaapt_parameters", "yaapt_track"]
 
@@ -114,16 +115,10 @@ def yaapt_track(signal: np.ndarray, sample_rate: float, **settings: float) -> np
 
 
 def _row_batches(function: Callable[[slice], None], rows: int, batch: int) -> None:
-    """``function(rows slice)`` over batches of rows, on up to torch's thread count (numpy's FFT
-    releases the GIL; each row's values do not depend on the batching)."""
+    """``function(rows slice)`` over batches of rows, on the chunk workers (numpy's FFT releases the
+    GIL; each row's values do not depend on the batching)."""
     batches = [slice(start, start + batch) for start in range(0, rows, batch)]
-    workers = min(len(batches), torch.get_num_threads())
-    if workers <= 1:
-        for rows_slice in batches:
-            function(rows_slice)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(function, batches))
+    run_chunks(function, batches, torch.device("cpu"))
 
 
 def _voicing_energy(speech, pitch, params: dict) -> None:

@@ -42,7 +42,9 @@ def test_flow_layers_invert_with_opposite_log_determinants(flow: torch.nn.Module
     y, logdet = flow(x, mask, condition)
     x_back, logdet_inverse = flow(y, mask, condition, reverse=True)
     torch.testing.assert_close(x_back, x * mask, atol=1e-9, rtol=1e-9)
-    torch.testing.assert_close(logdet + logdet_inverse, torch.zeros(2, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        logdet + logdet_inverse, torch.zeros(2, dtype=torch.float64), atol=1e-9, rtol=0
+    )
     assert logdet.shape == (2,) and logdet.abs().sum() > 0
 
 

@@ -36,7 +36,9 @@ residual blocks on time-major chunks of about :data:`STAGE_CHUNK_ELEMENTS` value
 of the blocks' receptive radius on each side, so every intermediate stays in cache and no
 large buffer is allocated per operation; the last stage also carries the post activation and
 ``conv_post``. Chunk seams are exact (each chunk sees all the input its kept outputs depend
-on; the true signal edges keep their padding), so only float rounding differs. The alias-free
+on; the true signal edges keep their padding), so only float rounding differs. On a CPU with
+several torch threads the chunks run on worker threads, whole chunks per core
+(:mod:`hierspeech2.nn.chunk_threads`). The alias-free
 activations in those chunks are the reference ones until
 :func:`~hierspeech2.nn.inference.use_fast_activations` swaps in the polyphase class.
 """
@@ -54,6 +56,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from .activations import SnakeBeta
 from .alias_free import Activation1d
+from .chunk_threads import concat_time_chunks
 from .inference import balanced_chunk, use_fast_path
 from .resblocks import LRELU_SLOPE, ResBlock, ResBlockActivation, conv1d_time_major, init_conv_
 
@@ -290,7 +293,7 @@ class Upsampler(nn.Module):
 
 def _chunked_time_major(run: Callable[[Tensor], Tensor], x: Tensor, halo: int) -> Tensor:
     """``run`` (a local, length-preserving map on [B, T, C]) over overlapping chunks
-    of ``x`` [B, C, T] → [B, T, C']."""
+    of ``x`` [B, C, T] → [B, T, C'], by :func:`~hierspeech2.nn.chunk_threads.concat_time_chunks`."""
     batch, channels, length = x.shape
     chunk = balanced_chunk(
         length, max(_MIN_CHUNK_HALOS * halo, STAGE_CHUNK_ELEMENTS // max(1, batch * channels), 1)
@@ -298,12 +301,9 @@ def _chunked_time_major(run: Callable[[Tensor], Tensor], x: Tensor, halo: int) -
     time_major = x.transpose(1, 2)
     if chunk >= length:
         return run(time_major.contiguous())
-    out = None
-    for start in range(0, length, chunk):
-        stop = min(length, start + chunk)
+
+    def piece(start: int, stop: int) -> Tensor:
         low, high = max(0, start - halo), min(length, stop + halo)
-        piece = run(time_major[:, low:high].contiguous())
-        if out is None:
-            out = piece.new_empty(batch, length, piece.shape[-1])
-        out[:, start:stop] = piece[:, start - low : stop - low]
-    return out
+        return run(time_major[:, low:high].contiguous())[:, start - low : stop - low]
+
+    return concat_time_chunks(piece, length, chunk, x.device)
