@@ -63,12 +63,24 @@ def test_caller_thread_count_and_new_threads_default_are_unchanged(two_threads) 
 
 
 @pytest.mark.parametrize(
-    "case", ["one chunk", "one torch thread", "sequential_chunks", "not on the CPU", "nested in a worker"]
+    "case",
+    [
+        "one chunk",
+        "fewer chunks than threads",
+        "one torch thread",
+        "sequential_chunks",
+        "not on the CPU",
+        "nested in a worker",
+    ],
 )
 def test_runs_in_order_on_the_caller_where_threads_do_not_apply(two_threads, case) -> None:
     caller = threading.current_thread().name
     if case == "one chunk":
         assert _record([0]) == {0: (caller, 2)}
+        return
+    if case == "fewer chunks than threads":
+        torch.set_num_threads(3)
+        assert _record([0, 1]) == {0: (caller, 3), 1: (caller, 3)}
         return
     if case == "one torch thread":
         torch.set_num_threads(1)

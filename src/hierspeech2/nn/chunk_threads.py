@@ -15,8 +15,8 @@ the caller's grad mode, inference mode, CPU autocast and context variables (so
 :func:`~hierspeech2.nn.inference.reference_arithmetic` reaches them). Results do not depend on
 which worker computes which chunk: every worker runs single-threaded, so a chunk's arithmetic is
 the same whichever thread takes it. Inside :func:`sequential_chunks`, on a caller with one torch
-thread, for work off the CPU, and inside a worker (no nesting), the chunks run in order on the
-calling thread instead.
+thread, with fewer chunks than torch threads, for work off the CPU, and inside a worker (no
+nesting), the chunks run in order on the calling thread (on torch's threads) instead.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def run_chunks(work: Callable[[_T], None], chunks: Sequence[_T], device: torch.d
     """
     threads = torch.get_num_threads()
     if (
-        len(chunks) < 2
-        or threads < 2
+        threads < 2
+        or len(chunks) < threads  # fewer chunks than cores: torch's own threads keep every core busy
         or device.type != "cpu"
         or not _ENABLED.get()
         or getattr(_WORKER, "active", False)
