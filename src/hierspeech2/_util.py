@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 def as_tuples(value: Any) -> Any:
@@ -12,3 +17,13 @@ def as_tuples(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: as_tuples(item) for key, item in value.items()}
     return value
+
+
+@contextlib.contextmanager
+def context_value(variable: ContextVar[_T], value: _T) -> Iterator[None]:
+    """``variable`` set to ``value`` inside the ``with`` block (this thread or task only), then restored."""
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)

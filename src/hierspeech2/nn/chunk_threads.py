@@ -25,11 +25,13 @@ import contextlib
 import contextvars
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
+
+from .._util import context_value
 
 _T = TypeVar("_T")
 _ENABLED = contextvars.ContextVar("hierspeech2_chunk_threads", default=True)
@@ -113,14 +115,9 @@ def concat_time_chunks(
     return out[0]
 
 
-@contextlib.contextmanager
-def sequential_chunks() -> Iterator[None]:
+def sequential_chunks() -> contextlib.AbstractContextManager[None]:
     """Run :func:`run_chunks` work in order on the calling thread inside this context."""
-    token = _ENABLED.set(False)
-    try:
-        yield
-    finally:
-        _ENABLED.reset(token)
+    return context_value(_ENABLED, False)
 
 
 def _get_pool(threads: int) -> tuple[ThreadPoolExecutor, int]:

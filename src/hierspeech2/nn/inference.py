@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from .._util import context_value
 from ..errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -95,14 +96,9 @@ def balanced_chunk(length: int, target: int) -> int:
     return -(-length // count)
 
 
-@contextlib.contextmanager
-def reference_arithmetic() -> Iterator[None]:
+def reference_arithmetic() -> contextlib.AbstractContextManager[None]:
     """Run the enclosed code with the official arithmetic (every fast path off)."""
-    token = _FAST_PATHS.set(False)
-    try:
-        yield
-    finally:
-        _FAST_PATHS.reset(token)
+    return context_value(_FAST_PATHS, False)
 
 
 @contextlib.contextmanager
