@@ -6,9 +6,10 @@ torch's intra-op threads, every one of them is split across the cores and joined
 on two cores the pair does only about 1.4x the work of one. Handing whole chunks to the cores
 instead (one Python worker per torch thread, each running its chunk's operations on a single
 torch thread; torch releases the GIL inside every operation) removes those joins:
-SpeechSR-48k runs 1.10-1.35x and the backbone 1.09-1.25x faster on a 2-core AVX2 EPYC (paired
-runs against the same chunks in order). Large matmuls gain nothing: torch's own threads already
-run them well (MMS's front end was measured slower on workers).
+SpeechSR-48k runs 1.10-1.41x and the backbone 1.09-1.29x faster on a 2-core AVX2 EPYC (paired
+runs against the same chunks in order, ``benchmarks/chunk_threads.py``). Large matmuls gain
+nothing: torch's own threads already run them well (MMS's front end was measured slower on
+workers).
 
 :func:`run_chunks` is the one entry point (:func:`concat_time_chunks` builds on it). Workers see
 the caller's grad mode, inference mode, CPU autocast and context variables (so
