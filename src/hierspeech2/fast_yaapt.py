@@ -116,9 +116,9 @@ def yaapt_track(signal: np.ndarray, sample_rate: float, **settings: float) -> np
 
 def _row_batches(function: Callable[[slice], None], rows: int, batch: int) -> None:
     """``function(rows slice)`` over batches of rows, on the chunk workers (numpy's FFT releases the
-    GIL; each row's values do not depend on the batching)."""
+    GIL and runs on one thread; each row's values do not depend on the batching)."""
     batches = [slice(start, start + batch) for start in range(0, rows, batch)]
-    run_chunks(function, batches, torch.device("cpu"))
+    run_chunks(function, batches, torch.device("cpu"), intra_op=False)
 
 
 def _voicing_energy(speech, pitch, params: dict) -> None:

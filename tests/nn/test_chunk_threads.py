@@ -29,7 +29,7 @@ def two_threads():
     torch.set_num_threads(before)
 
 
-def _record(chunks, device=CPU) -> dict[int, tuple[str, int]]:
+def _record(chunks, device=CPU, intra_op: bool = True) -> dict[int, tuple[str, int]]:
     seen: dict[int, tuple[str, int]] = {}
     lock = threading.Lock()
 
@@ -38,7 +38,7 @@ def _record(chunks, device=CPU) -> dict[int, tuple[str, int]]:
             assert chunk not in seen, "a chunk ran twice"
             seen[chunk] = (threading.current_thread().name, torch.get_num_threads())
 
-    run_chunks(work, chunks, device)
+    run_chunks(work, chunks, device, intra_op=intra_op)
     return seen
 
 
@@ -47,6 +47,15 @@ def test_every_chunk_runs_once_on_single_threaded_workers(two_threads) -> None:
     assert sorted(seen) == list(range(40))
     assert all(name.startswith("hierspeech2-chunks") for name, _ in seen.values())
     assert {threads for _, threads in seen.values()} == {1}
+
+
+def test_work_without_threads_of_its_own_goes_to_workers_from_two_chunks(two_threads) -> None:
+    torch.set_num_threads(3)
+    seen = _record(range(2), intra_op=False)  # numpy work: in order it would use one core of three
+    assert sorted(seen) == [0, 1]
+    assert all(name.startswith("hierspeech2-chunks") for name, _ in seen.values())
+    caller = threading.current_thread().name
+    assert _record([0], intra_op=False) == {0: (caller, 3)}
 
 
 def test_caller_thread_count_and_new_threads_default_are_unchanged(two_threads) -> None:

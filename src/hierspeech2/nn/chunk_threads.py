@@ -16,8 +16,9 @@ the caller's grad mode, inference mode, CPU autocast and context variables (so
 :func:`~hierspeech2.nn.inference.reference_arithmetic` reaches them). Results do not depend on
 which worker computes which chunk: every worker runs single-threaded, so a chunk's arithmetic is
 the same whichever thread takes it. Inside :func:`sequential_chunks`, on a caller with one torch
-thread, with fewer chunks than torch threads, for work off the CPU, and inside a worker (no
-nesting), the chunks run in order on the calling thread (on torch's threads) instead.
+thread, with fewer chunks than torch threads (for torch work, which torch's own threads then keep
+parallel), for work off the CPU, and inside a worker (no nesting), the chunks run in order on the
+calling thread instead.
 """
 
 from __future__ import annotations
@@ -43,17 +44,21 @@ _pool_size = 0
 _workers_started = 0
 
 
-def run_chunks(work: Callable[[_T], None], chunks: Sequence[_T], device: torch.device) -> None:
+def run_chunks(
+    work: Callable[[_T], None], chunks: Sequence[_T], device: torch.device, *, intra_op: bool = True
+) -> None:
     """Call ``work(chunk)`` for every chunk, on the worker threads when that applies (see the module).
 
     ``work`` must be independent per chunk (e.g. write to its own slice of a preallocated output)
     and is called exactly once per chunk; the first exception raised is re-raised here after
-    every chunk has finished.
+    every chunk has finished. ``intra_op``: run in order, ``work`` is parallel on its own (torch
+    operations on torch's threads), so fewer chunks than threads stay in order; work that nothing
+    else parallelises (numpy) passes False and goes to the workers from two chunks on.
     """
     threads = torch.get_num_threads()
     if (
         threads < 2
-        or len(chunks) < threads  # fewer chunks than cores: torch's own threads keep every core busy
+        or len(chunks) < (threads if intra_op else 2)
         or device.type != "cpu"
         or not _ENABLED.get()
         or getattr(_WORKER, "active", False)
