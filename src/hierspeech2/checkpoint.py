@@ -32,6 +32,7 @@ from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from ._util import as_tuples
+from .construction import without_random_init
 from .errors import CheckpointError, OutputError
 from .model_card import (
     GENERATED_CARD_MARK,
@@ -202,9 +203,17 @@ def _unusable_reason(value: Tensor, reference: Tensor) -> str | None:
     if reference.is_floating_point() and not value.is_floating_point():
         # load_state_dict would cast silently (and drop the imaginary part of complex values)
         return f"dtype {value.dtype}, expected a floating-point dtype like {reference.dtype}"
-    if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all()):
+    if value.is_floating_point() and value.numel() and not _all_finite(value):
         return "contains NaN/Inf"
     return None
+
+
+def _all_finite(value: Tensor) -> bool:
+    """Whether no element is NaN or ±Inf: one float64 sum (NaN and Inf survive it), checked element by
+    element only when the sum is not finite (it can overflow for huge float64 values)."""
+    if value.is_complex():
+        return bool(torch.isfinite(value).all())
+    return bool(value.sum(dtype=torch.float64).isfinite()) or bool(torch.isfinite(value).all())
 
 
 def _load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
@@ -216,9 +225,11 @@ def _load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str) ->
 
 
 def _construct(cls: type, kwargs: Mapping[str, Any], source: str) -> Any:
-    """``cls(**kwargs)`` with a bad configuration reported as :class:`CheckpointError`."""
+    """``cls(**kwargs)`` without random initial weights (every one is loaded next), a bad
+    configuration reported as :class:`CheckpointError`."""
     try:
-        return cls(**kwargs)
+        with without_random_init():
+            return cls(**kwargs)
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as error:
         if isinstance(error, CheckpointError):
             raise
