@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import argparse
 import collections
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chunk_threads import stage_calls  # the benchmark next door builds the same two stages
 
 MATMUL_OPS = {"addmm", "baddbmm", "bmm", "linear", "matmul", "mm"}
 CONV_OPS = {"convolution": 8, "conv1d": 6, "conv2d": 6}  # ATen convolution → index of its ``groups``
@@ -105,32 +110,6 @@ def _seconds(function: Callable[[], Any]) -> float:
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
-
-
-def stage_calls(stages: list[str], seconds: float) -> dict[str, Callable[[], torch.Tensor]]:
-    from hierspeech2.models import HierSpeech2, SpeechSR
-    from hierspeech2.nn.inference import fuse_weight_norm, use_fast_activations
-
-    torch.manual_seed(0)
-    samples, frames = int(seconds * 16000), int(seconds * 50)
-    calls: dict[str, Callable[[], torch.Tensor]] = {}
-    if "sr48k" in stages:
-        speechsr = use_fast_activations(fuse_weight_norm(SpeechSR.from_packaged(48000)).requires_grad_(False))
-        wav = torch.randn(1, 1, samples) * 0.1
-        calls["sr48k"] = lambda: speechsr(wav)
-    if "backbone" in stages:
-        backbone = use_fast_activations(fuse_weight_norm(HierSpeech2().eval()).requires_grad_(False))
-        semantic, log_f0 = torch.randn(1, 1024, frames), torch.randn(1, 1, 4 * frames)
-        mel = torch.randn(2, 80, 150)
-
-        def convert() -> torch.Tensor:
-            torch.manual_seed(0)
-            return backbone.voice_conversion(
-                semantic, torch.tensor([frames]), mel, torch.tensor([150, 150]), log_f0
-            )
-
-        calls["backbone"] = convert
-    return calls
 
 
 def report(stage: str, untimed: float, timer: KindTimer, peak: float, sin_cost: float) -> None:

@@ -29,28 +29,20 @@ def _timed(function: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
     return time.perf_counter() - start, out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stages", nargs="+", choices=("sr48k", "backbone"), default=["sr48k", "backbone"])
-    parser.add_argument("--seconds", type=float, default=12.0, help="input length")
-    parser.add_argument("--pairs", type=int, default=4, help="timed pairs after one warm-up pair")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
+def stage_calls(stages: list[str], seconds: float) -> dict[str, Callable[[], torch.Tensor]]:
+    """One call per stage on ``seconds`` of input at the default fast paths: ``sr48k`` (the packaged
+    SpeechSR-48k) and ``backbone`` (voice conversion, random weights). Also used by breakdown.py."""
     from hierspeech2.models import HierSpeech2, SpeechSR
-    from hierspeech2.nn.chunk_threads import sequential_chunks
     from hierspeech2.nn.inference import fuse_weight_norm, use_fast_activations
 
     torch.manual_seed(0)
-    samples, frames = int(args.seconds * 16000), int(args.seconds * 50)
+    samples, frames = int(seconds * 16000), int(seconds * 50)
     calls: dict[str, Callable[[], torch.Tensor]] = {}
-    if "sr48k" in args.stages:
+    if "sr48k" in stages:
         speechsr = use_fast_activations(fuse_weight_norm(SpeechSR.from_packaged(48000)).requires_grad_(False))
         wav = torch.randn(1, 1, samples) * 0.1
         calls["sr48k"] = lambda: speechsr(wav)
-    if "backbone" in args.stages:
+    if "backbone" in stages:
         backbone = use_fast_activations(fuse_weight_norm(HierSpeech2().eval()).requires_grad_(False))
         semantic, log_f0 = torch.randn(1, 1024, frames), torch.randn(1, 1, 4 * frames)
         mel = torch.randn(2, 80, 150)
@@ -62,6 +54,22 @@ def main(argv: list[str] | None = None) -> None:
             )
 
         calls["backbone"] = convert
+    return calls
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stages", nargs="+", choices=("sr48k", "backbone"), default=["sr48k", "backbone"])
+    parser.add_argument("--seconds", type=float, default=12.0, help="input length")
+    parser.add_argument("--pairs", type=int, default=4, help="timed pairs after one warm-up pair")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from hierspeech2.nn.chunk_threads import sequential_chunks
+
+    calls = stage_calls(args.stages, args.seconds)
 
     print(
         f"chunk workers against in-order chunks — torch {torch.__version__}, "
