@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import fused_snake
 from .activations import _DIV_EPS, Snake, SnakeBeta
 from .inference import balanced_chunk, fast_paths_enabled
 
@@ -231,10 +232,15 @@ class PolyphaseActivation1d(Activation1d):
             )
 
     def _polyphase(self, x: Tensor) -> Tensor:
-        """[B, T, C] → [B, T, C] (any strides) by per-phase depthwise convolutions over time chunks."""
+        """[B, T, C] → [B, T, C] (any strides): a snake in float32 on CPU by the fused kernel
+        (:mod:`~hierspeech2.nn.fused_snake`) where it is built, otherwise by per-phase depthwise
+        convolutions over time chunks."""
         plan = self._plan
         batch, length, channels = x.shape
         up_weights, down_weights, linear_gain = self._phase_weights(x)
+        if self._fusable(x, linear_gain) and fused_snake.kernel() is not None:
+            up_taps, down_taps = self._fused_taps(x)
+            return fused_snake.polyphase_snake(x, up_taps, plan.up_min, down_taps, plan.down_min, linear_gain)
         chunk = balanced_chunk(length, max(64, CHUNK_ELEMENTS // max(1, batch * channels)))
         out = None if chunk >= length else x.new_empty(batch, length, channels)
         for start in range(0, length, chunk):
@@ -283,6 +289,28 @@ class PolyphaseActivation1d(Activation1d):
             with torch.no_grad():
                 cached = (key, self._build_phase_weights(x))
             self._weights_cache = cached
+        return cached[1]
+
+    def _fusable(self, x: Tensor, linear_gain: Tensor | None) -> bool:
+        """A snake in float32 on CPU with filters the fused kernel takes (BigVGAN's all do)."""
+        plan = self._plan
+        up_taps, down_taps = plan.up_max - plan.up_min + 1, plan.down_max - plan.down_min + 1
+        on_cpu = x.dtype == torch.float32 and x.device.type == "cpu"
+        return linear_gain is not None and on_cpu and fused_snake.takes(plan.ratio, up_taps, down_taps)
+
+    def _fused_taps(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The phase weights as the fused kernel reads them: up [ratio, K, C] and down [ratio, K, C]."""
+        key = self._weights_cache[0]
+        cached = getattr(self, "_fused_cache", None)
+        if cached is None or cached[0] != key:
+            up_weights, down_weights, _ = self._weights_cache[1]
+            channels = x.shape[-1]
+            cached = tuple(
+                torch.stack([weight.reshape(channels, -1).t() for weight in weights]).contiguous()
+                for weights in (up_weights, down_weights)
+            )
+            cached = (key, cached)
+            self._fused_cache = cached
         return cached[1]
 
     def _build_phase_weights(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
