@@ -9,9 +9,12 @@ Each stage runs on one torch thread with its time chunks in order (``sequential_
 every operation runs on the timing thread; a ``TorchDispatchMode`` times each ATen call (views
 aside: they do no work) and sorts it into a kind: dense convolutions (with their FLOPs), depthwise
 convolutions (the polyphase anti-aliasing filters), ``sin`` (the snake), matrix products, and the
-rest (elementwise work, copies, concatenation). Next to them: the same thread's fp32 matmul peak
-(2048²) and ``sin``'s cost per value on a cache-sized tensor, and the stage's floor if its dense
-convolutions ran at that peak and its ``sin`` at that cost with nothing else to do. One thread is
+rest (elementwise work, copies, concatenation). Where the fused snake kernel is built
+(:mod:`hierspeech2.nn.fused_snake`), the whole anti-aliased snake is one call of its own kind,
+which replaces the depthwise convolutions and ``sin`` (``HIERSPEECH2_FUSED_KERNELS=0`` shows
+them). Next to them: the same thread's fp32 matmul peak (2048²) and ``sin``'s cost per value on a
+cache-sized tensor, and the stage's floor if its dense convolutions ran at that peak and its
+``sin`` (the kernel's sines included) at that cost with nothing else to do. One thread is
 the unit: on two cores the chunk workers (:mod:`hierspeech2.nn.chunk_threads`) run two such threads
 side by side.
 
@@ -26,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -34,13 +37,16 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chunk_threads import stage_calls  # the benchmark next door builds the same two stages
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 MATMUL_OPS = {"addmm", "baddbmm", "bmm", "linear", "matmul", "mm"}
 CONV_OPS = {"convolution": 8, "conv1d": 6, "conv2d": 6}  # ATen convolution → index of its ``groups``
 VIEW_OPS = {
     "alias", "as_strided", "detach", "expand", "narrow", "permute", "select", "slice", "split",
     "squeeze", "t", "transpose", "unbind", "unsqueeze", "view", "_unsafe_view",
 }  # fmt: skip
-KINDS = ("dense conv", "depthwise conv", "sin", "matmul", "attention", "other")
+KINDS = ("dense conv", "depthwise conv", "sin", "fused snake", "matmul", "attention", "other")
 
 
 def kind_of(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -68,7 +74,8 @@ def conv_flops(args: tuple[Any, ...], out: torch.Tensor) -> float:
 
 
 class KindTimer(TorchDispatchMode):
-    """Seconds, calls, FLOPs (dense convolutions) and values (``sin``) per kind of ATen call."""
+    """Seconds, calls, FLOPs (dense convolutions) and values (``sin``; the fused kernel's sines)
+    per kind of ATen call, and of the fused snake kernel's calls."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,11 +83,38 @@ class KindTimer(TorchDispatchMode):
         self.calls: dict[str, int] = collections.defaultdict(int)
         self.flops: dict[str, float] = collections.defaultdict(float)
         self.values: dict[str, int] = collections.defaultdict(int)
+        self._in_kernel = False
+
+    def __enter__(self) -> Self:
+        from hierspeech2.nn import fused_snake
+
+        self._kernel = fused_snake.polyphase_snake
+
+        def timed_kernel(x: torch.Tensor, up: torch.Tensor, *args: Any) -> torch.Tensor:
+            self._in_kernel = True
+            start = time.perf_counter()
+            try:
+                out = self._kernel(x, up, *args)
+            finally:
+                self._in_kernel = False
+            self.seconds["fused snake"] += time.perf_counter() - start
+            self.calls["fused snake"] += 1
+            self.values["fused snake"] += up.shape[0] * out.numel()  # one sine per upsampled value
+            return out
+
+        fused_snake.polyphase_snake = timed_kernel
+        return super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        from hierspeech2.nn import fused_snake
+
+        fused_snake.polyphase_snake = self._kernel
+        super().__exit__(*exc)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         kind = kind_of(func, args, kwargs)
-        if kind is None:
+        if kind is None or self._in_kernel:  # the kernel's own allocations are part of its time
             return func(*args, **kwargs)
         start = time.perf_counter()
         out = func(*args, **kwargs)
@@ -125,9 +159,10 @@ def report(stage: str, untimed: float, timer: KindTimer, peak: float, sin_cost: 
         if flops:
             rate = f"{flops / 1e9:.1f} GFLOP at {flops / spent / 1e9:.1f} GFLOP/s"
         if values:
-            rate = f"{values / 1e6:.0f} M values at {spent / values * 1e9:.2f} ns/value"
+            rate = f"{values / 1e6:.0f} M sines at {spent / values * 1e9:.2f} ns each"
         print(f"  {kind:15} {spent:7.3f} {spent / work:6.1%} {timer.calls[kind]:6d}  {rate}")
-    floor = timer.flops["dense conv"] / peak / 1e9 + timer.values["sin"] * sin_cost / 1e9
+    sines = timer.values["sin"] + timer.values["fused snake"]
+    floor = timer.flops["dense conv"] / peak / 1e9 + sines * sin_cost / 1e9
     print(f"  floor: dense convolutions at the matmul peak + sin at {sin_cost:.2f} ns/value = {floor:.3f} s")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -46,9 +47,27 @@ def test_kinds_and_conv_flops_match_torch_flop_counter():
     assert timer.values["sin"] == x.numel()
 
 
-def test_prints_every_kind_of_a_short_speechsr_run(capsys):
+def test_prints_every_kind_of_a_short_speechsr_run(capsys, monkeypatch):
+    from hierspeech2.nn import fused_snake
+
+    monkeypatch.setenv(fused_snake.DISABLE_VARIABLE, "0")
     _breakdown().main(["--stages", "sr48k", "--seconds", "0.5"])
     out = capsys.readouterr().out
     for kind in ("dense conv", "depthwise conv", "sin", "other", "floor"):
         assert kind in out
-    assert "sr48k:" in out
+    assert "sr48k:" in out and "fused snake" not in out
+
+
+def test_the_fused_kernel_is_one_kind_that_replaces_filters_and_sine(capsys, monkeypatch):
+    from hierspeech2.nn import fused_snake
+
+    if fused_snake.kernel() is None:
+        pytest.skip(f"the fused snake kernel is not built here: {fused_snake.kernel_status()}")
+    _breakdown().main(["--stages", "sr48k", "--seconds", "0.5"])
+    out = capsys.readouterr().out
+    lines = {
+        line.split()[0] + " " + line.split()[1]: line for line in out.splitlines() if line.startswith("  ")
+    }
+    assert "fused snake" in lines and "depthwise conv" not in lines and "sin" not in out.split()
+    assert "M sines at" in lines["fused snake"]
+    assert fused_snake.polyphase_snake.__name__ == "polyphase_snake"  # the timer put it back
