@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
@@ -27,3 +29,12 @@ def context_value(variable: ContextVar[_T], value: _T) -> Iterator[None]:
         yield
     finally:
         variable.reset(token)
+
+
+def cache_folder(name: str) -> Path:
+    """``$HIERSPEECH2_CACHE/name`` (default ``$XDG_CACHE_HOME/hierspeech2/name``, i.e.
+    ``~/.cache/hierspeech2/name``): where exports and built kernels are kept."""
+    root = os.environ.get("HIERSPEECH2_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hierspeech2"
+    )
+    return Path(root) / name

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._util import cache_folder
 from .errors import AudioError, CheckpointError
 from .models.ttv_inference import MAX_INFER_FRAMES, TextToVecInference, TextToVecInputs
 from .options import DEFAULT_NOISE_SCALE
@@ -433,20 +434,13 @@ class OnnxTextToVec(TextToVecInference, _OnnxEngine):
         return torch.from_numpy(semantic), torch.from_numpy(log_f0)
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("HIERSPEECH2_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hierspeech2"
-    )
-    return Path(root) / "onnx"
-
-
 def _cached(kind: str, model: nn.Module, export: Any, cache_dir: str | os.PathLike[str] | None) -> Path:
     """The folder of ``model``'s export (``export(model, folder)``), made once per weights and cached."""
     digest = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(value.detach().float().cpu().numpy().tobytes())
-    folder = Path(cache_dir or _cache_dir()) / f"{kind}-{digest.hexdigest()[:16]}"
+    folder = Path(cache_dir or cache_folder("onnx")) / f"{kind}-{digest.hexdigest()[:16]}"
     if not (folder / CONFIG_FILE).is_file():
         partial = folder.with_name(folder.name + ".partial")
         export(model, partial)

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .._util import cache_folder
 from .chunk_threads import run_chunks
 
 __all__ = ["FLAGS", "MAX_TAPS", "kernel", "kernel_status", "polyphase_snake", "takes"]
@@ -59,21 +60,22 @@ def takes(ratio: int, up_taps: int, down_taps: int) -> bool:
 def kernel() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     """The compiled kernel (built or loaded on the first call, in any thread), or None where it is
     unavailable or turned off (:func:`kernel_status` says why)."""
-    if os.environ.get(DISABLE_VARIABLE, "1").strip().lower() in {"0", "false", "no", "off"}:
+    if _turned_off():
         return None
     if "function" in _state:
         return _state["function"]  # type: ignore[return-value]
     with _LOCK:
         if "function" not in _state:
             function, status = _load()
-            _state["function"], _state["status"] = function, status
+            _state["status"] = status  # before "function": readers outside the lock test for that key
+            _state["function"] = function
             (logger.debug if function is not None else logger.info)("fused snake kernel: %s", status)
     return _state["function"]  # type: ignore[return-value]
 
 
 def kernel_status() -> str:
     """One line: where the kernel was loaded from, or why it is not used."""
-    if os.environ.get(DISABLE_VARIABLE, "1").strip().lower() in {"0", "false", "no", "off"}:
+    if _turned_off():
         return f"turned off by {DISABLE_VARIABLE}"
     kernel()
     return str(_state["status"])
@@ -120,11 +122,8 @@ def polyphase_snake(x: Tensor, up: Tensor, up_min: int, down: Tensor, down_min: 
     return out
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("HIERSPEECH2_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hierspeech2"
-    )
-    return Path(root) / "kernels"
+def _turned_off() -> bool:
+    return os.environ.get(DISABLE_VARIABLE, "1").strip().lower() in {"0", "false", "no", "off"}
 
 
 def _compiler() -> str | None:
@@ -146,7 +145,7 @@ def _load() -> tuple[ctypes._CFuncPtr | None, str]:  # type: ignore[name-defined
     except (OSError, subprocess.SubprocessError) as error:
         return None, f"{compiler} --version failed: {error}"
     digest = hashlib.sha256(b"\0".join([source, version, " ".join(FLAGS + LIBRARIES).encode(), _cpu_flags()]))
-    library = _cache_dir() / f"polyphase_snake-{digest.hexdigest()[:16]}.so"
+    library = cache_folder("kernels") / f"polyphase_snake-{digest.hexdigest()[:16]}.so"
     if not library.is_file():
         error = _build(compiler, source, library)
         if error is not None:
