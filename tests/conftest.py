@@ -118,6 +118,33 @@ def pytest_addoption(parser):
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_onnx_exports(tmp_path_factory):
+    """``get(kind)``: the ONNX export folder of the tiny ``"backbone"`` or ``"ttv"``
+    (``tiny_models``' weights), made on first request in a session-wide export cache
+    (``hierspeech2.onnx``'s layout: one folder per weights). Each export takes 35-50 s, so the
+    test files share them; copying a folder into a test's own cache makes it a cache hit there."""
+    onnx = pytest.importorskip("hierspeech2.onnx")
+    pytest.importorskip("onnxscript")
+    import tiny_models
+
+    cache = tmp_path_factory.mktemp("onnx-cache")
+    exporters = {
+        "backbone": (tiny_models.backbone, onnx.export_backbone),
+        "ttv": (tiny_models.ttv, onnx.export_ttv),
+    }
+    folders: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in folders:
+            build, export = exporters[kind]
+            with tiny_models.one_thread():
+                folders[kind] = onnx._cached(kind, build(), export, cache)
+        return folders[kind]
+
+    return get
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module: two OpenMP threads on two shared cores slow tiny models many

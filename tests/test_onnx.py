@@ -3,6 +3,8 @@ checked against torch."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -72,11 +74,10 @@ def test_cached_export_and_cli(exported, speech, shared_dir, tmp_path, monkeypat
 
 
 @pytest.fixture(scope="module")
-def tiny_backbone_export(tmp_path_factory):
+def tiny_backbone_export(tiny_onnx_exports):
     import tiny_models
 
-    backbone = tiny_models.backbone()
-    return backbone, onnx.export_backbone(backbone, tmp_path_factory.mktemp("onnx") / "backbone")
+    return tiny_models.backbone(), tiny_onnx_exports("backbone")
 
 
 def test_backbone_conversion_path_matches_torch_at_any_batch_and_length(tiny_backbone_export) -> None:
@@ -134,11 +135,10 @@ def test_voice_conversion_and_tts_run_on_the_exported_backbone(tiny_backbone_exp
 
 
 @pytest.fixture(scope="module")
-def tiny_ttv_export(tmp_path_factory):
+def tiny_ttv_export(tiny_onnx_exports):
     import tiny_models
 
-    ttv = tiny_models.ttv()
-    return ttv, onnx.export_ttv(ttv, tmp_path_factory.mktemp("onnx") / "ttv")
+    return tiny_models.ttv(), tiny_onnx_exports("ttv")
 
 
 def test_text_to_vec_matches_torch_at_any_batch_length_and_seed(tiny_ttv_export) -> None:
@@ -188,8 +188,10 @@ def test_tts_runs_on_the_exported_text_to_vec_and_backbone(
         tts = TextToSpeech(*models, output_rate=16_000, noise_scale_vc=0.0)  # the TTV's noise is seeded
         spoken.append(tts("A short test, and a second piece.", speech[1], prompt_rate=16_000, seed=3)[0])
     assert spoken[0].shape == spoken[1].shape and (spoken[0] - spoken[1]).abs().max() < BOUND
-    # export picks the exporter by model kind and the cache exports once per weights
+    # export picks the exporter by model kind, and the cache exports once per weights: with the
+    # session's export of these weights in it, onnx_ttv finds it instead of exporting again
     monkeypatch.setenv("HIERSPEECH2_CACHE", str(tmp_path / "cache"))
+    shutil.copytree(ttv_folder, tmp_path / "cache" / "onnx" / ttv_folder.name)
     ttv.save_pretrained(tmp_path / "native")
     assert main(["export", str(tmp_path / "native"), str(tmp_path / "exported"), "--format", "onnx"]) == 0
     assert onnx.OnnxTextToVec(tmp_path / "exported").semantic_channels == ttv.semantic_channels
