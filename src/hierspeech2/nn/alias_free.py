@@ -14,7 +14,9 @@ Two classes compute the activation, with the same parameters, buffers and state-
   is kept as its two phases, each a 6-tap filter of the input; the snake's α and 1/β are folded
   into those taps; the decimating low-pass reads the phases directly, over time chunks that
   stay in cache. The reference spends most of its time moving 2× data through memory; the two
-  agree to float rounding, edges included (the replicate padding is reproduced exactly).
+  agree to float rounding, edges included (the replicate padding is reproduced exactly). For a
+  snake in float32 on CPU it hands the whole computation to one fused C kernel
+  (:mod:`hierspeech2.nn.fused_snake`) where that is built, the depthwise convolutions otherwise.
 
 Nothing switches between them at run time: :func:`hierspeech2.nn.inference.use_fast_activations`
 swaps a model's activations explicitly (the pipelines do, for the devices where the polyphase
