@@ -241,7 +241,7 @@ class PolyphaseActivation1d(Activation1d):
         batch, length, channels = x.shape
         up_weights, down_weights, linear_gain = self._phase_weights(x)
         if self._fusable(x, linear_gain) and fused_snake.kernel() is not None:
-            up_taps, down_taps = self._fused_taps(x)
+            up_taps, down_taps = self._fused_taps(up_weights, down_weights)
             return fused_snake.polyphase_snake(x, up_taps, plan.up_min, down_taps, plan.down_min, linear_gain)
         chunk = balanced_chunk(length, max(64, CHUNK_ELEMENTS // max(1, batch * channels)))
         out = None if chunk >= length else x.new_empty(batch, length, channels)
@@ -300,18 +300,18 @@ class PolyphaseActivation1d(Activation1d):
         on_cpu = x.dtype == torch.float32 and x.device.type == "cpu"
         return linear_gain is not None and on_cpu and fused_snake.takes(plan.ratio, up_taps, down_taps)
 
-    def _fused_taps(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The phase weights as the fused kernel reads them: up [ratio, K, C] and down [ratio, K, C]."""
-        key = self._weights_cache[0]
+    def _fused_taps(self, up_weights: list[Tensor], down_weights: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """These phase weights as the fused kernel reads them: up [ratio, K, C] and down [ratio, K, C].
+
+        Cached for as long as the same weights (from :meth:`_phase_weights`' cache) come back.
+        """
         cached = getattr(self, "_fused_cache", None)
-        if cached is None or cached[0] != key:
-            up_weights, down_weights, _ = self._weights_cache[1]
-            channels = x.shape[-1]
-            cached = tuple(
-                torch.stack([weight.reshape(channels, -1).t() for weight in weights]).contiguous()
+        if cached is None or cached[0] is not up_weights:
+            taps = tuple(
+                torch.stack([weight.reshape(weight.shape[0], -1).t() for weight in weights]).contiguous()
                 for weights in (up_weights, down_weights)
             )
-            cached = (key, cached)
+            cached = (up_weights, taps)
             self._fused_cache = cached
         return cached[1]
 
