@@ -52,8 +52,8 @@ static inline float sine_squared(float v)
     return s * s;
 }
 
-/* Output samples per block: the block's activated phases (ratio x (block + down_taps - 1) x
- * channels floats) stay within about 64 KiB, inside L2. */
+/* Output samples per block: each phase's activated values ((block + down_taps - 1) x channels
+ * floats) take about 64 KiB, 128 KiB for both phases at ratio 2, inside L2. */
 static long block_length(long channels)
 {
     long block = 16384 / (channels > 0 ? channels : 1);
