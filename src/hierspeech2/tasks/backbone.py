@@ -43,7 +43,7 @@ from ..models.backbone_training import (
 )
 from ..nn.discriminators import MultiDiscriminator
 from ..nn.losses import GaussianKLLoss, MaskedL1Loss, MelL1Loss
-from .base import HIERSPEECH2_OPTIMIZER, MAX_NONFINITE_STEPS, GANTask, OptimizerConfig, loss_weights
+from .base import HIERSPEECH2_OPTIMIZER, GANTask, OptimizerConfig, loss_weights
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,10 @@ class HierSpeech2Task(GANTask):
             given (``val/conversion_similarity``, every row in the voice of the next), by this
             encoder of :func:`hierspeech2.evaluation.speaker_similarity` (``resemblyzer`` works
             offline; ``wavlm``); off by default (it needs the ``eval`` extra).
-        Other arguments: see :class:`~hierspeech2.tasks.base.GANTask` (official AdamW settings,
-            ``init_from`` to fine-tune released weights such as ``hierspeech2-v1.1``).
+        gan_options: the other arguments of :class:`~hierspeech2.tasks.base.GANTask` (GAN weights,
+            ``grad_clip``, ``init_from`` to fine-tune released weights such as ``hierspeech2-v1.1``,
+            ``discriminator_init_from``, ``log_examples``, ``max_nonfinite_steps``), by name; recipes
+            and the CLI list them with this task's.
     """
 
     def __init__(
@@ -108,20 +110,14 @@ class HierSpeech2Task(GANTask):
         bidirectional_kl_weight: float = 0.5,
         f0_weight: float = 45.0,
         prosody_weight: float = 45.0,
-        adversarial_weight: float = 1.0,
-        feature_matching_weight: float = 1.0,
         window_frames: int = 192,
         uncond_probability: float = 0.1,
         perturbed_target: LatentSource = "semantic_prior",
         prosody_source: LatentSource = "semantic_prior",
         freeze: tuple[str, ...] = (),
-        grad_clip: float | None = None,
-        init_from: str | None = None,
-        discriminator_init_from: str | None = None,
-        log_examples: int = 2,
-        max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
         validation_f0_rmse: bool = False,
         validation_speaker_model: str | None = None,
+        **gan_options: Any,
     ) -> None:
         for name, value in (("perturbed_target", perturbed_target), ("prosody_source", prosody_source)):
             if value not in LATENT_SOURCES:
@@ -138,7 +134,8 @@ class HierSpeech2Task(GANTask):
         super().__init__(
             model,
             discriminator if discriminator is not None else MultiDiscriminator(),
-            **self.gan_arguments(locals()),
+            optimizer=optimizer,
+            **gan_options,
         )
         self.save_task_hyperparameters(("model", "discriminator", "perturbation", "semantic_encoder"))
         self.weights = weights

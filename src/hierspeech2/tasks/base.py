@@ -430,13 +430,6 @@ class GANTask(TrainingTask):
         if discriminator_init_from:
             self.load_discriminator_weights(discriminator_init_from)
 
-    @staticmethod
-    def gan_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
-        """The arguments of :class:`GANTask` after ``model`` and ``discriminator``, by name, taken
-        from ``values``: the ``locals()`` of a subclass's ``__init__``, which restates them."""
-        names = list(inspect.signature(GANTask.__init__).parameters)[3:]  # after self, model, discriminator
-        return {name: values[name] for name in names}
-
     def load_discriminator_weights(self, path: str) -> None:
         """Discriminator weights from a Lightning checkpoint (``discriminator.*``) or an official
         ``D_*.pth``."""

@@ -19,7 +19,7 @@ from ..models.speechsr import SpeechSR
 from ..nn.discriminators import RESOLUTIONS, RESOLUTIONS_48K, MultiDiscriminator
 from ..nn.functional import length_mask
 from ..nn.losses import MelL1Loss
-from .base import MAX_NONFINITE_STEPS, SPEECHSR48K_OPTIMIZER, GANTask, OptimizerConfig, check_loss_weights
+from .base import SPEECHSR48K_OPTIMIZER, GANTask, OptimizerConfig, check_loss_weights
 
 # The mel settings of the official SpeechSR configs, by output rate.
 MEL_SETTINGS = {
@@ -71,7 +71,9 @@ class SpeechSRTask(GANTask):
             (see :data:`MEL_SETTINGS`).
         optimizer: AdamW and its per-epoch decay; default the 48 kHz config's (decay 0.995; 24 kHz: 0.999).
         mel_weight: ``c_mel`` of the official configs.
-        Other arguments: see :class:`~hierspeech2.tasks.base.GANTask`.
+        gan_options: the other arguments of :class:`~hierspeech2.tasks.base.GANTask` (GAN weights,
+            ``grad_clip``, ``init_from``, ``discriminator_init_from``, ``log_examples``,
+            ``max_nonfinite_steps``), by name; recipes and the CLI list them with this task's.
     """
 
     def __init__(
@@ -81,20 +83,15 @@ class SpeechSRTask(GANTask):
         mel: LogMelSpectrogram | None = None,
         optimizer: OptimizerConfig = SPEECHSR48K_OPTIMIZER,
         mel_weight: float = 45.0,
-        adversarial_weight: float = 1.0,
-        feature_matching_weight: float = 1.0,
-        grad_clip: float | None = None,
-        init_from: str | None = None,
-        discriminator_init_from: str | None = None,
-        log_examples: int = 2,
-        max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
+        **gan_options: Any,
     ) -> None:
         check_loss_weights(mel_weight=mel_weight)
         model = model if model is not None else SpeechSR()
         super().__init__(
             model,
             discriminator if discriminator is not None else default_discriminator(model.output_rate),
-            **self.gan_arguments(locals()),
+            optimizer=optimizer,
+            **gan_options,
         )
         self.save_task_hyperparameters(("model", "discriminator", "mel"))
         self.mel_weight = mel_weight

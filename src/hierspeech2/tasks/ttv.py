@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,6 @@ from ..models.ttv import TextToVec, TextToVecTrainingOutput
 from ..nn.functional import length_mask, slice_segments
 from ..nn.losses import GaussianKLLoss, MaskedL1Loss
 from .base import (
-    MAX_NONFINITE_STEPS,
     TTV_OPTIMIZER,
     OptimizerConfig,
     TrainingTask,
@@ -53,14 +53,15 @@ class TTVTask(TrainingTask):
         pitch_window: semantic frames the pitch predictor is trained on per utterance.
         masked_losses: average L1 terms over valid frames only (False: the official averages,
             which include padding).
-        init_from, log_examples, max_nonfinite_steps: see :class:`~hierspeech2.tasks.base.TrainingTask`
-            (a step with a NaN/Inf loss is skipped).
         validation_asr_model, validation_backbone: with both, validation also speaks each row's
             text (TTV inference, noise 0, the row's own prompt) through this backbone (a registry
             name, official ``.pth`` or native folder; loaded once, kept out of checkpoints) and
             logs ``val/wer``: the WER of this ASR model's transcript of it against its transcript
             of the recording (batches carry phonemes, not text). Off by default: it costs a backbone
             pass and an ASR pass per row (``pocketsphinx`` runs offline; ``whisper`` is the field's).
+        training_options: ``init_from``, ``log_examples``, ``max_nonfinite_steps`` of
+            :class:`~hierspeech2.tasks.base.TrainingTask` (a step with a NaN/Inf loss is skipped), by
+            name; recipes and the CLI list them with this task's.
     """
 
     def __init__(
@@ -74,24 +75,16 @@ class TTVTask(TrainingTask):
         ctc_weight: float = 1.0,
         pitch_window: int = 60,
         masked_losses: bool = True,
-        init_from: str | None = None,
-        log_examples: int = 2,
-        max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
         validation_asr_model: str | None = None,
         validation_backbone: str | None = None,
+        **training_options: Any,
     ) -> None:
         if (validation_asr_model is None) != (validation_backbone is None):
             raise ValueError("validation_asr_model and validation_backbone go together: give both or neither")
         weights = loss_weights(locals())
         if pitch_window < 1:
             raise ValueError(f"pitch_window must be at least 1 frame, got {pitch_window}")
-        super().__init__(
-            model if model is not None else TextToVec(),
-            init_from=init_from,
-            log_examples=log_examples,
-            max_nonfinite_steps=max_nonfinite_steps,
-            optimizer=optimizer,
-        )
+        super().__init__(model if model is not None else TextToVec(), optimizer=optimizer, **training_options)
         self.save_task_hyperparameters(("model",))
         self.weights = weights
         self.pitch_window = pitch_window
