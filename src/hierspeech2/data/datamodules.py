@@ -343,22 +343,25 @@ class _FeatureDataModule(L.LightningDataModule):
 class _SemanticCacheDataModule(_FeatureDataModule):
     """A datamodule whose ``prepare_data`` builds a cache with semantic features and F0 (TTV, backbone).
 
-    ``semantic_encoder`` is a Hub id or local transformers folder read to ``semantic_layer``
-    layers (default ``facebook/mms-300m`` layer 7), or a module such as
-    :class:`~hierspeech2.ssl.RandomSemanticEncoder` (the tiny recipes); ``f0_extractor`` an F0
-    method of :data:`~hierspeech2.pitch.F0_METHODS` (training variant unless named, e.g.
-    ``yaapt-inference``) or ``package.module:function``.
+    These settings, which :class:`TTVDataModule` and :class:`BackboneDataModule` take by name (their
+    ``cache_options``; recipes and the CLI list them with the subclass's own): ``val_dir`` (a separate
+    validation cache or streaming dataset), ``corpus_dir`` (the corpus ``prepare_data`` builds
+    ``data_dir`` from); ``semantic_encoder`` a Hub id or local transformers folder read to
+    ``semantic_layer`` layers (default ``facebook/mms-300m`` layer 7), or a module such as
+    :class:`~hierspeech2.ssl.RandomSemanticEncoder` (the tiny recipes); ``f0_extractor`` an F0 method of
+    :data:`~hierspeech2.pitch.F0_METHODS` (training variant unless named, e.g. ``yaapt-inference``) or
+    ``package.module:function``.
     """
 
     def __init__(
         self,
         data_dir: str,
         loader: LoaderOptions | Mapping[str, Any],
-        val_dir: str | None,
-        corpus_dir: str | None,
-        semantic_encoder: str | nn.Module,
-        semantic_layer: int,
-        f0_extractor: str,
+        val_dir: str | None = None,
+        corpus_dir: str | None = None,
+        semantic_encoder: str | nn.Module = MMS_REPO_ID,
+        semantic_layer: int = SEMANTIC_LAYER,
+        f0_extractor: str = "yaapt",
     ) -> None:
         super().__init__(data_dir, loader, val_dir, corpus_dir)
         self.semantic_encoder = semantic_encoder
@@ -392,7 +395,8 @@ class TTVDataModule(_SemanticCacheDataModule):
     and the validation split (:class:`LoaderOptions`). A cache built from ``corpus_dir`` maps text
     to ids of ``symbols`` (a ``symbols.json``; default: the released table), extended by the
     corpus's missing phonemes with ``extend_symbols``; the task checks that its model reads the
-    table the cache was made with (:attr:`symbol_table`).
+    table the cache was made with (:attr:`symbol_table`). ``cache_options``: the validation set,
+    corpus, semantic encoder and F0 extractor, by name (see :class:`_SemanticCacheDataModule`).
     """
 
     collate = staticmethod(collate_ttv)
@@ -406,17 +410,11 @@ class TTVDataModule(_SemanticCacheDataModule):
         max_frames: int = MAX_FRAMES,
         max_phonemes: int = MAX_PHONEMES,
         require_voiced: bool = True,
-        val_dir: str | None = None,
-        corpus_dir: str | None = None,
-        semantic_encoder: str | nn.Module = MMS_REPO_ID,
-        semantic_layer: int = SEMANTIC_LAYER,
-        f0_extractor: str = "yaapt",
         symbols: str | None = None,
         extend_symbols: bool = False,
+        **cache_options: Any,
     ) -> None:
-        super().__init__(
-            data_dir, loader, val_dir, corpus_dir, semantic_encoder, semantic_layer, f0_extractor
-        )
+        super().__init__(data_dir, loader, **cache_options)
         self._save_settings("semantic_encoder")
         self.symbols = symbols
         self.extend_symbols = extend_symbols
@@ -462,7 +460,9 @@ class BackboneDataModule(_SemanticCacheDataModule):
 
     Works on backbone and TTV caches. ``perturb`` (16 kHz audio ``[N]`` → ``[N]``) fills
     ``perturbed_audio``; None leaves it out. ``loader`` sets batches (20 per device by default,
-    as official), workers and the validation split (:class:`LoaderOptions`).
+    as official), workers and the validation split (:class:`LoaderOptions`). ``cache_options``: the
+    validation set, corpus, semantic encoder and F0 extractor, by name (see
+    :class:`_SemanticCacheDataModule`).
     """
 
     collate = staticmethod(collate_backbone)
@@ -476,15 +476,9 @@ class BackboneDataModule(_SemanticCacheDataModule):
         min_frames: int = BACKBONE_FILTER.min_frames,
         require_voiced: bool = True,
         perturb: Callable | None = None,
-        val_dir: str | None = None,
-        corpus_dir: str | None = None,
-        semantic_encoder: str | nn.Module = MMS_REPO_ID,
-        semantic_layer: int = SEMANTIC_LAYER,
-        f0_extractor: str = "yaapt",
+        **cache_options: Any,
     ) -> None:
-        super().__init__(
-            data_dir, loader, val_dir, corpus_dir, semantic_encoder, semantic_layer, f0_extractor
-        )
+        super().__init__(data_dir, loader, **cache_options)
         self._save_settings("perturb", "semantic_encoder")
         self.segment_samples = segment_samples
         self.perturb = perturb
