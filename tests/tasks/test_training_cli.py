@@ -109,6 +109,41 @@ def test_print_config_resolves_every_recipe(capsys) -> None:
         assert config["data"]["class_path"], recipe
 
 
+GAN_SETTINGS = ["adversarial_weight", "feature_matching_weight", "grad_clip", "init_from",
+                "discriminator_init_from", "log_examples", "max_nonfinite_steps"]  # fmt: skip
+CACHE_SETTINGS = ["val_dir", "corpus_dir", "semantic_encoder", "semantic_layer", "f0_extractor"]
+# settings a task or datamodule takes by name for its base class (**gan_options, **cache_options ...)
+FORWARDED_SETTINGS = {
+    "speechsr48k": {"model": GAN_SETTINGS},
+    "ttv": {"model": ["init_from", "log_examples", "max_nonfinite_steps"], "data": CACHE_SETTINGS},
+    "hierspeech2": {"model": GAN_SETTINGS, "data": CACHE_SETTINGS},
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORWARDED_SETTINGS))
+def test_recipes_set_the_settings_forwarded_to_base_classes(capsys, name) -> None:
+    recipe = str(RECIPES / f"{name}.yaml")
+    overrides = {"model": ("max_nonfinite_steps", "7", 7), "data": ("semantic_layer", "5", 5)}
+    argv = ["fit", "-c", recipe, "--print_config"]
+    for part in FORWARDED_SETTINGS[name]:
+        key, text, _ = overrides[part]
+        argv += [f"--{part}.init_args.{key}", text]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code in (0, None)
+    config = yaml.safe_load(capsys.readouterr().out)
+    for part, names in FORWARDED_SETTINGS[name].items():
+        init_args = config[part]["init_args"]
+        assert set(names) <= set(init_args), (part, sorted(set(names) - set(init_args)))
+        key, _, value = overrides[part]
+        assert init_args[key] == value
+    # a misspelt forwarded setting is refused by the parser, not passed on
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", recipe, "--model.init_args.max_nonfinite_stepz", "7", "--print_config"])
+    assert exit_info.value.code not in (0, None)
+    capsys.readouterr()
+
+
 def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, caches) -> None:
     extra = tmp_path / "callbacks.yaml"
     extra.write_text(
