@@ -6,6 +6,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from hierspeech2.errors import AudioError
 from hierspeech2.nn.inference import reference_arithmetic
+from hierspeech2.nn.quantization import Int8Conv1d, int8_inference, int8_supported
 from hierspeech2.registry import DownloadError
 from hierspeech2.ssl import RandomSemanticEncoder, SemanticEncoder
 
@@ -229,3 +230,19 @@ def test_encoder_runs_under_bf16_autocast_as_the_reference_does() -> None:
             expected = encoder(wav)
     assert got.dtype == expected.dtype
     assert torch.equal(got, expected)
+
+
+@pytest.mark.skipif(not int8_supported(), reason="this PyTorch build lacks oneDNN int8 kernels")
+def test_int8_encoder_with_quantised_front_end_convolutions_runs_and_stays_close() -> None:
+    # MMS-300m's 512-channel front end is wide enough for quantize_int8 to swap its convolutions
+    # (the CLI's --int8): the time-major front end reads float weights, so it must stand aside.
+    encoder = RandomSemanticEncoder(hidden_size=32, num_layers=2, conv_channels=256, seed=3).eval()
+    wav = torch.randn(2, 16_000, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        reference = encoder(wav)
+        int8_inference(encoder)
+        assert any(isinstance(module, Int8Conv1d) for module in encoder.modules())
+        got = encoder(wav)
+    assert got.shape == reference.shape == (2, 32, 50)
+    relative = ((got - reference).norm() / reference.norm()).item()
+    assert 1e-4 < relative < 0.1, relative  # changed by int8, within a few layers' int8 error

@@ -122,12 +122,17 @@ class SemanticEncoder(nn.Module):
     def _hidden_state(self, wav: Tensor) -> Tensor:
         """Hidden state ``self.layer`` of the transformers encoder, without its final LayerNorm: [B, T, C]."""
         model = self.model
-        layer_norm_front = model.config.feat_extract_norm == "layer"
-        # under autocast the modules pick each op's dtype; the fast path's out= matmuls cannot
-        if use_fast_path(wav) and layer_norm_front and not torch.is_autocast_enabled(wav.device.type):
-            features = time_major_conv_features(model.feature_extractor, wav)
+        extractor = model.feature_extractor
+        # The time-major front end reads float Conv1d weights: it stands aside for a post-norm front
+        # end, for int8 twins (quantize_int8), and under autocast, where the modules pick each op's
+        # dtype and its out= matmuls cannot.
+        time_major = model.config.feat_extract_norm == "layer" and all(
+            type(layer.conv) is nn.Conv1d for layer in extractor.conv_layers
+        )
+        if use_fast_path(wav) and time_major and not torch.is_autocast_enabled(wav.device.type):
+            features = time_major_conv_features(extractor, wav)
         else:
-            features = model.feature_extractor(wav).transpose(1, 2)
+            features = extractor(wav).transpose(1, 2)
         hidden, _ = model.feature_projection(features)
         encoder = model.encoder
         hidden = hidden + encoder.pos_conv_embed(hidden)
