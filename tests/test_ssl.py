@@ -234,13 +234,15 @@ def test_encoder_runs_under_bf16_autocast_as_the_reference_does() -> None:
 
 @pytest.mark.skipif(not int8_supported(), reason="this PyTorch build lacks oneDNN int8 kernels")
 def test_int8_encoder_with_quantised_front_end_convolutions_runs_and_stays_close() -> None:
-    # MMS-300m's 512-channel front end is wide enough for quantize_int8 to swap its convolutions
-    # (the CLI's --int8): the time-major front end reads float weights, so it must stand aside.
+    # quantize_int8 keeps the encoder's front end in float32 (int8_float_parts), but one can still
+    # quantise it on its own: the time-major front end reads float weights, so it must stand aside.
     encoder = RandomSemanticEncoder(hidden_size=32, num_layers=2, conv_channels=256, seed=3).eval()
     wav = torch.randn(2, 16_000, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         reference = encoder(wav)
         int8_inference(encoder)
+        assert not any(isinstance(module, Int8Conv1d) for module in encoder.modules())
+        int8_inference(encoder.model.feature_extractor)
         assert any(isinstance(module, Int8Conv1d) for module in encoder.modules())
         got = encoder(wav)
     assert got.shape == reference.shape == (2, 32, 50)

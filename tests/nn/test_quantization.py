@@ -148,6 +148,27 @@ def test_min_work_keeps_small_convolutions_in_float() -> None:
     assert isinstance(model.head[0], Int8Linear)  # Linear layers are always swapped
 
 
+def test_parts_a_module_names_in_int8_float_parts_stay_float() -> None:
+    class KeepsHead(_Mixed):
+        int8_float_parts = ("head",)
+
+    outer = nn.Sequential(KeepsHead(), nn.Linear(4, 4))  # the owner may sit anywhere below the model
+    quantize_int8(outer.eval(), min_work=0)
+    kept = outer[0]
+    assert isinstance(kept.dense, Int8Conv1d)  # the owner's other layers are swapped
+    assert type(kept.head[0]) is nn.Linear and type(kept.head[2]) is nn.Linear
+    assert isinstance(outer[1], Int8Linear)
+
+
+def test_semantic_encoder_keeps_its_front_end_in_float_and_quantises_its_transformer() -> None:
+    from hierspeech2.ssl import RandomSemanticEncoder
+
+    encoder = quantize_int8(RandomSemanticEncoder(hidden_size=32, conv_channels=256).eval())
+    front_end = encoder.model.feature_extractor.conv_layers
+    assert all(type(layer.conv) is nn.Conv1d for layer in front_end)  # 256 × 3 taps would qualify
+    assert isinstance(encoder.model.encoder.layers[0].feed_forward.intermediate_dense, Int8Linear)
+
+
 def test_quantised_model_refuses_export_and_copies_keep_working() -> None:
     torch.manual_seed(0)
     model = _Mixed().eval()

@@ -14,7 +14,8 @@ twin that runs on oneDNN's int8 kernels (``torch.ops.onednn.qlinear_pointwise`` 
 
 Grouped and depthwise convolutions (the anti-aliasing filters, MMS's positional convolution),
 transposed convolutions and layers with a single input or output channel stay in float32:
-they are cheap, memory-bound or precision-critical.
+they are cheap, memory-bound or precision-critical. So do the submodules a module names in its
+``int8_float_parts``, where a float path is faster (MMS's conv front end, run time-major).
 
 Why not ``torch.ao.quantization.quantize_dynamic``: it is deprecated (in favour of torchao), its
 dynamic convolution warns of poor accuracy, and torchao's int8 path runs ``torch._int_mm``,
@@ -177,22 +178,37 @@ def _int8_twin(module: nn.Module, min_work: int) -> nn.Module | None:
     return None
 
 
+def _float_parts(model: nn.Module) -> set[int]:
+    """Ids of the modules under ``model`` that stay float32: everything under the submodules an
+    owner names in its ``int8_float_parts`` (dotted paths from the owner)."""
+    kept: set[int] = set()
+    for owner in model.modules():
+        for path in getattr(owner, "int8_float_parts", ()):
+            kept.update(id(module) for module in owner.get_submodule(path).modules())
+    return kept
+
+
 def quantize_int8(model: nn.Module, min_work: int = MIN_CONV_WORK) -> nn.Module:
     """Swap the dense Linear/Conv1d layers under ``model`` for int8 twins, in place; returns ``model``.
 
     A convolution is swapped only when ``out_channels × kernel_size`` reaches ``min_work``:
     below that, quantising its input costs more than the int8 arithmetic saves. Layers under
     a weight-norm parametrization are left in float32, so fold weight norm first with
-    :func:`~hierspeech2.nn.inference.fuse_weight_norm`. Afterwards ``state_dict`` raises
+    :func:`~hierspeech2.nn.inference.fuse_weight_norm`. A module keeps the submodules it names in
+    ``int8_float_parts`` in float32, where it has a faster float path (the
+    :class:`~hierspeech2.ssl.SemanticEncoder` 's conv front end). Afterwards ``state_dict`` raises
     :class:`~hierspeech2.errors.CheckpointError`: quantise a ``copy.deepcopy`` to keep an
     exportable model.
     """
     if not int8_supported():
         raise SettingError("this PyTorch build lacks oneDNN's int8 kernels: int8 inference is unavailable")
+    kept = _float_parts(model)
     swapped = 0
     for parent in list(model.modules()):
+        if id(parent) in kept:
+            continue
         for name, child in list(parent.named_children()):
-            twin = _int8_twin(child, min_work)
+            twin = None if id(child) in kept else _int8_twin(child, min_work)
             if twin is not None:
                 setattr(parent, name, twin.to(next(child.parameters()).device))
                 swapped += 1
