@@ -205,8 +205,6 @@ def quantize_int8(model: nn.Module, min_work: int = MIN_CONV_WORK) -> nn.Module:
     kept = _float_parts(model)
     swapped = 0
     for parent in list(model.modules()):
-        if id(parent) in kept:
-            continue
         for name, child in list(parent.named_children()):
             twin = None if id(child) in kept else _int8_twin(child, min_work)
             if twin is not None:
